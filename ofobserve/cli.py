@@ -1,0 +1,275 @@
+"""The ``ofobserve`` command line. Thin: parses flags, calls the library, maps errors.
+
+Data goes to stdout, notes and the summary to stderr. Exit codes: 0 success, 1 invalid
+input or drift, 2 usage error. Every option can also be set by an ``OFOBSERVE_*``
+environment variable, shown in ``--help``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from ofobserve import __version__
+from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput
+from ofobserve.loading import build_functions, load_config, load_subjects, resolve_subjects
+from ofobserve.output import compare_tree, write_tree
+from ofobserve.render import GROUP_NAMES, Artifact, Format, render_subject
+from ofobserve.serialize import serialize_stream, serialize_tree
+from ofobserve.subject import Subject
+
+log = logging.getLogger("ofobserve")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+PROGRESS_AFTER_SECONDS = 1.0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ofobserve")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    envvar="OFOBSERVE_QUIET",
+    show_envvar=True,
+    help="Print errors only: no notes, no summary.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    envvar="OFOBSERVE_VERBOSE",
+    show_envvar=True,
+    help="Print debug logs.",
+)
+def main(quiet: bool, verbose: bool) -> None:
+    """Observability and autoscaling for OpenFunction functions."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_NoteFormatter())
+    root = logging.getLogger("ofobserve")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _NoteFormatter(logging.Formatter):
+    """``note: ...`` for information, ``warning: ...`` and so on for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "note" if record.levelno == logging.INFO else record.levelname.lower()
+        return f"{level}: {record.getMessage()}"
+
+
+def _input_options(command: F) -> F:
+    """Options shared by every command that reads Functions."""
+    options = [
+        click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, allow_dash=True)),
+        click.option(
+            "-c",
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            envvar="OFOBSERVE_CONFIG",
+            show_envvar=True,
+            help="Settings file with defaults: and overrides:.",
+        ),
+        click.option(
+            "--from-cluster",
+            is_flag=True,
+            envvar="OFOBSERVE_FROM_CLUSTER",
+            show_envvar=True,
+            help="List Functions from the cluster (kubeconfig or in-cluster config).",
+        ),
+        click.option(
+            "-n",
+            "--namespace",
+            envvar="OFOBSERVE_NAMESPACE",
+            show_envvar=True,
+            help="With --from-cluster: only this namespace (default: all).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load(
+    paths: Sequence[str], config_path: str | None, from_cluster: bool, namespace: str | None
+) -> list[Subject]:
+    if from_cluster and paths:
+        raise click.UsageError("give either PATHS or --from-cluster, not both")
+    if namespace and not from_cluster:
+        raise click.UsageError("--namespace only applies with --from-cluster")
+    if not from_cluster and not paths:
+        raise click.UsageError("no input: give PATHS (files, directories or -) or --from-cluster")
+    if not from_cluster:
+        return load_subjects(paths, config_path)
+    from ofobserve.cluster import load_cluster_documents
+
+    config = load_config(config_path)
+    documents, refs = load_cluster_documents(namespace)
+    return resolve_subjects(build_functions(documents, refs), config)
+
+
+@main.command()
+@_input_options
+@click.option(
+    "-o",
+    "--output",
+    default="ofobserve-out",
+    show_default=True,
+    envvar="OFOBSERVE_OUTPUT",
+    show_envvar=True,
+    help="Output directory (replaced atomically), or - for one stream on stdout.",
+)
+@click.option(
+    "--format",
+    "stream_format",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    envvar="OFOBSERVE_FORMAT",
+    show_envvar=True,
+    help="Stream format with -o -: multi-document YAML, or JSON Lines.",
+)
+@click.option(
+    "--only",
+    "groups",
+    multiple=True,
+    type=click.Choice(GROUP_NAMES),
+    envvar="OFOBSERVE_ONLY",
+    show_envvar=True,
+    help="Render only these artifact groups (repeatable). Default: all.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    envvar="OFOBSERVE_CHECK",
+    show_envvar=True,
+    help="Write nothing; list files that differ from the output directory, exit 1 if any.",
+)
+def render(
+    paths: tuple[str, ...],
+    config_path: str | None,
+    from_cluster: bool,
+    namespace: str | None,
+    output: str,
+    stream_format: Format,
+    groups: tuple[str, ...],
+    check: bool,
+) -> None:
+    """Render dashboards, rules, monitors, scaling and telemetry for Functions.
+
+    PATHS are files, directories (searched for *.yaml and *.yml) or - for stdin.
+    """
+    if check and output == "-":
+        raise click.UsageError("--check compares against a directory; it cannot use -o -")
+    with _errors():
+        subjects = _load(paths, config_path, from_cluster, namespace)
+        chosen = groups or GROUP_NAMES
+        artifacts = [a for s in _progress(subjects) for a in render_subject(s, chosen)]
+        artifacts.sort(key=lambda a: a.path)
+        if output == "-":
+            click.echo(serialize_stream(artifacts, stream_format), nl=False)
+        else:
+            files = serialize_tree(artifacts)
+            if check:
+                drifted = compare_tree(output, files)
+                if drifted:
+                    raise DriftDetected(f"{output.rstrip('/')}/{p}" for p in drifted)
+                log.info("%s is up to date (%d files)", output, len(files))
+            else:
+                write_tree(output, files)
+                log.info("wrote %d files to %s", len(files), output)
+        _summary(subjects, artifacts, chosen)
+
+
+@main.command()
+@_input_options
+def validate(
+    paths: tuple[str, ...], config_path: str | None, from_cluster: bool, namespace: str | None
+) -> None:
+    """Check Function manifests and settings only; print every error found.
+
+    PATHS are files, directories (searched for *.yaml and *.yml) or - for stdin.
+    """
+    with _errors():
+        subjects = _load(paths, config_path, from_cluster, namespace)
+        log.info("%d function(s) valid", len(subjects))
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Map library errors to one line per problem on stderr and exit code 1."""
+    try:
+        yield
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"{len(exc.problems)} error(s); nothing was written", err=True)
+        sys.exit(1)
+    except DriftDetected as exc:
+        for path in exc.paths:
+            click.echo(f"drifted: {path}", err=True)
+        click.echo(
+            f"{len(exc.paths)} file(s) differ from what render produces; "
+            "run render without --check to update them",
+            err=True,
+        )
+        sys.exit(1)
+    except ClusterUnavailable as exc:
+        click.echo(f"error: cluster: {exc}", err=True)
+        sys.exit(1)
+
+
+def _progress(items: Sequence[T]) -> Iterator[T]:
+    """Yield ``items``; show a progress bar on a terminal once it takes over a second."""
+    start = time.monotonic()
+    stream = sys.stderr
+    for index, item in enumerate(items):
+        if time.monotonic() - start > PROGRESS_AFTER_SECONDS and stream.isatty():
+            rest = items[index:]
+            with click.progressbar(length=len(rest), label="rendering", file=stream) as bar:
+                for later in rest:
+                    yield later
+                    bar.update(1)
+            return
+        yield item
+
+
+def _summary(
+    subjects: Sequence[Subject], artifacts: Sequence[Artifact], groups: Sequence[str]
+) -> None:
+    """Functions x artifact groups, on stderr (suppressed by --quiet)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    made = {(a.function, a.group) for a in artifacts}
+    header = ["FUNCTION", "RUNTIME", "PROFILE", *groups]
+    rows = [header]
+    for s in subjects:
+        f = s.function
+        rows.append(
+            [
+                f.qualified_name,
+                f.runtime.value,
+                s.profile,
+                *("yes" if (f.key, g) in made else "-" for g in groups),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), err=True
+        )
+    click.echo(
+        f"{len(subjects)} function(s), {len(artifacts)} artifact(s); "
+        "'-' = not applicable (see docs/metrics.md)",
+        err=True,
+    )

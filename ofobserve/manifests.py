@@ -1,0 +1,346 @@
+"""Turn one OpenFunction ``Function`` document (v1beta1 or v1beta2) into the model.
+
+Pure: takes the parsed document, returns a :class:`~ofobserve.model.Function` or raises
+:class:`~ofobserve.errors.InvalidInput` naming every bad field. Only the fields ofobserve
+uses are checked; the upstream CRD schema is the cluster's business.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, NamedTuple, TypeVar
+
+from ofobserve.errors import InvalidInput, Location, Problem
+from ofobserve.model import (
+    DaprIO,
+    Function,
+    KedaTrigger,
+    Pairs,
+    Runtime,
+    ScaleOptions,
+    pairs,
+)
+
+GROUP = "core.openfunction.io"
+VERSIONS = ("v1beta1", "v1beta2")
+KIND = "Function"
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+T = TypeVar("T")
+
+
+OTHER_KINDS = ("Builder", "Serving")  # core.openfunction.io kinds that are not ours
+
+
+def is_function_document(doc: object) -> bool:
+    """True when the document claims to be a Function (maybe a broken one).
+
+    A document is ours when its group is ``core.openfunction.io`` (other than the Builder
+    and Serving kinds), or when it is ``kind: Function`` with any ``openfunction.io``
+    apiVersion. Everything else (a Dapr Component, a Secret...) is someone else's.
+    """
+    if not isinstance(doc, dict):
+        return False
+    api_version, kind = str(doc.get("apiVersion", "")), doc.get("kind")
+    if api_version.split("/", 1)[0] == GROUP:
+        return kind not in OTHER_KINDS
+    return kind == KIND and "openfunction.io" in api_version
+
+
+def build_function(doc: dict[str, Any], where: Location) -> Function:
+    """The model of one Function document. Raises :class:`InvalidInput`."""
+    reader = _Reader(doc, where)
+    api_version = doc.get("apiVersion")
+    group, _, version = str(api_version).partition("/")
+    if group != GROUP or version not in VERSIONS:
+        reader.problem(
+            "apiVersion",
+            f"unsupported version {api_version!r}; expected "
+            + " or ".join(f"{GROUP}/{v}" for v in VERSIONS),
+        )
+    kind = doc.get("kind")
+    if kind != KIND:
+        hint = difflib.get_close_matches(str(kind), [KIND], n=1)
+        reader.problem(
+            "kind",
+            f"expected {KIND!r}, got {kind!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
+        )
+    if reader.problems:
+        raise InvalidInput(reader.problems)
+
+    name = reader.get("metadata.name", str)
+    if name is None:
+        reader.problem("metadata.name", "required")
+    elif not _is_dns_label(name):
+        reader.problem(
+            "metadata.name",
+            f"{name!r} is not a DNS-1123 label "
+            "(lowercase letters, digits and '-', at most 63 characters)",
+        )
+    namespace = reader.get("metadata.namespace", str) or "default"
+    if not _is_dns_label(namespace):
+        reader.problem("metadata.namespace", f"{namespace!r} is not a DNS-1123 label")
+    labels = reader.string_map("metadata.labels")
+    annotations = reader.string_map("metadata.annotations")
+    spec = reader.get("spec", dict)
+    if spec is None:
+        reader.problem("spec", "required")
+        raise InvalidInput(reader.problems)
+
+    reader.get("spec.serving", dict)
+    serving_labels = reader.string_map("spec.serving.labels")
+    serving_annotations = reader.string_map("spec.serving.annotations")
+    parse = _parse_v1beta1 if version == "v1beta1" else _parse_v1beta2
+    runtime, http_port, http_paths, inputs, outputs, triggers = parse(reader)
+    scale = _scale_options(reader, triggers)
+    if reader.problems:
+        raise InvalidInput(reader.problems)
+    assert name is not None
+    return Function(
+        namespace=namespace,
+        name=name,
+        api_version=str(api_version),
+        runtime=runtime,
+        source=where,
+        http_port=http_port,
+        http_paths=http_paths,
+        inputs=inputs,
+        outputs=outputs,
+        scale=scale,
+        labels=labels,
+        serving_labels=serving_labels,
+        annotations=annotations,
+        serving_annotations=serving_annotations,
+    )
+
+
+class _Parsed(NamedTuple):
+    """The version-specific part of a Function."""
+
+    runtime: Runtime
+    http_port: int | None
+    http_paths: tuple[str, ...]
+    inputs: tuple[DaprIO, ...]
+    outputs: tuple[DaprIO, ...]
+    triggers: tuple[KedaTrigger, ...]
+
+
+def _parse_v1beta1(reader: _Reader) -> _Parsed:
+    runtime_name = reader.get("spec.serving.runtime", str)
+    if runtime_name is None:
+        reader.problem("spec.serving.runtime", "required in v1beta1 (knative or async)")
+        runtime = Runtime.KNATIVE
+    elif runtime_name in ("knative", "async"):
+        runtime = Runtime(runtime_name)
+    else:
+        reader.problem(
+            "spec.serving.runtime", f"must be 'knative' or 'async', got {runtime_name!r}"
+        )
+        runtime = Runtime.KNATIVE
+    components = _component_types(reader)
+    inputs = tuple(
+        _dapr_io(reader, item, f"spec.serving.inputs[{i}]", components, component_key="component")
+        for i, item in enumerate(reader.get("spec.serving.inputs", list) or [])
+    )
+    outputs = tuple(
+        _dapr_io(reader, item, f"spec.serving.outputs[{i}]", components, component_key="component")
+        for i, item in enumerate(reader.get("spec.serving.outputs", list) or [])
+    )
+    triggers = _triggers(reader, "spec.serving.triggers")
+    is_sync = runtime is Runtime.KNATIVE
+    port = reader.port("spec.port") if is_sync else None
+    paths = _route_paths(reader, "spec.route") if is_sync else ()
+    return _Parsed(runtime, port, paths, inputs, outputs, triggers)
+
+
+def _parse_v1beta2(reader: _Reader) -> _Parsed:
+    components = _component_types(reader)
+    http = reader.get("spec.serving.triggers.http", dict)
+    inputs: list[DaprIO] = []
+    for i, item in enumerate(reader.get("spec.serving.triggers.dapr", list) or []):
+        inputs.append(_dapr_io(reader, item, f"spec.serving.triggers.dapr[{i}]", components))
+    for i, item in enumerate(reader.get("spec.serving.triggers.inputs", list) or []):
+        path = f"spec.serving.triggers.inputs[{i}].dapr"
+        inner = item.get("dapr") if isinstance(item, dict) else None
+        if isinstance(inner, dict):
+            inputs.append(_dapr_io(reader, inner, path, components))
+        else:
+            reader.problem(path, "required (a mapping with name, type and topic)")
+    outputs = []
+    for i, item in enumerate(reader.get("spec.serving.outputs", list) or []):
+        path = f"spec.serving.outputs[{i}].dapr"
+        inner = item.get("dapr") if isinstance(item, dict) else None
+        if isinstance(inner, dict):
+            outputs.append(_dapr_io(reader, inner, path, components))
+        else:
+            reader.problem(path, "required (a mapping with name, type and topic)")
+    triggers = _triggers(reader, "spec.serving.scaleOptions.keda.triggers")
+    if http is not None:
+        engine = reader.get("spec.serving.triggers.http.engine", str) or "knative"
+        if engine not in ("knative", "keda"):
+            reader.problem(
+                "spec.serving.triggers.http.engine", f"must be 'knative' or 'keda', got {engine!r}"
+            )
+        runtime = Runtime.KEDA_HTTP if engine == "keda" else Runtime.KNATIVE
+        port = reader.port("spec.serving.triggers.http.port")
+        paths = _route_paths(reader, "spec.serving.triggers.http.route")
+        return _Parsed(runtime, port, paths, tuple(inputs), tuple(outputs), triggers)
+    runtime = Runtime.ASYNC if inputs else Runtime.KNATIVE
+    return _Parsed(runtime, None, (), tuple(inputs), tuple(outputs), triggers)
+
+
+def _component_types(reader: _Reader) -> dict[str, str]:
+    """Component name -> Dapr type (``bindings.kafka``...) from ``bindings``/``pubsub``."""
+    types: dict[str, str] = {}
+    for section in ("bindings", "pubsub"):
+        for comp, spec in (reader.get(f"spec.serving.{section}", dict) or {}).items():
+            comp_type = spec.get("type") if isinstance(spec, dict) else None
+            if not isinstance(comp_type, str) or not comp_type:
+                reader.problem(f"spec.serving.{section}.{comp}.type", "required (a string)")
+            else:
+                types[str(comp)] = comp_type
+    return types
+
+
+def _dapr_io(
+    reader: _Reader,
+    item: object,
+    path: str,
+    components: dict[str, str],
+    component_key: str = "name",
+) -> DaprIO:
+    if not isinstance(item, dict):
+        reader.problem(path, f"must be a mapping, got {type(item).__name__}")
+        return DaprIO(name="", component="", component_type="")
+    component = item.get(component_key)
+    if not isinstance(component, str) or not component:
+        reader.problem(f"{path}.{component_key}", "required (the Dapr component name)")
+        component = ""
+    declared = item.get("type")
+    comp_type = declared if isinstance(declared, str) else components.get(component, "")
+    return DaprIO(
+        name=str(item.get("name") or component),
+        component=component,
+        component_type=comp_type,
+        topic=str(item.get("topic") or ""),
+        operation=str(item.get("operation") or ""),
+    )
+
+
+def _triggers(reader: _Reader, path: str) -> tuple[KedaTrigger, ...]:
+    out = []
+    for i, item in enumerate(reader.get(path, list) or []):
+        here = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            reader.problem(here, "must be a mapping")
+            continue
+        trigger_type = item.get("type")
+        if not isinstance(trigger_type, str) or not trigger_type:
+            reader.problem(f"{here}.type", "required (a KEDA scaler type such as 'kafka')")
+            continue
+        metadata = item.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            reader.problem(f"{here}.metadata", "must be a mapping of strings")
+            metadata = {}
+        out.append(
+            KedaTrigger(
+                type=trigger_type,
+                name=str(item.get("name") or ""),
+                metadata=pairs({str(k): str(v) for k, v in metadata.items()}),
+            )
+        )
+    return tuple(out)
+
+
+def _scale_options(reader: _Reader, triggers: tuple[KedaTrigger, ...]) -> ScaleOptions:
+    base = "spec.serving.scaleOptions"
+    legacy = f"{base}.keda.scaledObject"
+    lo = reader.replicas(f"{base}.minReplicas")
+    hi = reader.replicas(f"{base}.maxReplicas")
+    lo_field, hi_field = f"{base}.minReplicas", f"{base}.maxReplicas"
+    if lo is None and (legacy_lo := reader.replicas(f"{legacy}.minReplicaCount")) is not None:
+        lo, lo_field = legacy_lo, f"{legacy}.minReplicaCount"
+    if hi is None and (legacy_hi := reader.replicas(f"{legacy}.maxReplicaCount")) is not None:
+        hi, hi_field = legacy_hi, f"{legacy}.maxReplicaCount"
+    if hi is not None and hi < 1:
+        reader.problem(hi_field, f"must be >= 1, got {hi}")
+    elif lo is not None and hi is not None and hi < lo:
+        reader.problem(hi_field, f"must be >= {lo_field.rsplit('.', 1)[-1]} ({lo})")
+    return ScaleOptions(
+        min_replicas=lo,
+        max_replicas=hi,
+        polling_interval=reader.replicas(f"{legacy}.pollingInterval"),
+        cooldown_period=reader.replicas(f"{legacy}.cooldownPeriod"),
+        triggers=triggers,
+    )
+
+
+def _route_paths(reader: _Reader, path: str) -> tuple[str, ...]:
+    found: list[str] = []
+    for rule in reader.get(f"{path}.rules", list) or []:
+        for match in (rule.get("matches") or []) if isinstance(rule, dict) else []:
+            value = match.get("path", {}).get("value") if isinstance(match, dict) else None
+            if isinstance(value, str):
+                found.append(value)
+    return tuple(sorted(set(found)))
+
+
+def _is_dns_label(value: str) -> bool:
+    return len(value) <= 63 and DNS1123_LABEL.match(value) is not None
+
+
+class _Reader:
+    """Typed access to a document by dotted path, collecting problems instead of raising."""
+
+    def __init__(self, doc: dict[str, Any], where: Location) -> None:
+        self.doc = doc
+        self.where = where
+        self.problems: list[Problem] = []
+
+    def problem(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.where.at(field), message))
+
+    def get(self, path: str, expected: type[T]) -> T | None:
+        node: Any = self.doc
+        for part in path.split("."):
+            if not isinstance(node, dict) or node.get(part) is None:
+                return None
+            node = node[part]
+        if (expected is not bool and isinstance(node, bool)) or not isinstance(node, expected):
+            self.problem(path, f"must be {_TYPE_NAMES[expected]}, got {type(node).__name__}")
+            return None
+        return node
+
+    def replicas(self, path: str) -> int | None:
+        value = self.get(path, int)
+        if value is not None and value < 0:
+            self.problem(path, f"must be >= 0, got {value}")
+            return None
+        return value
+
+    def port(self, path: str) -> int | None:
+        value = self.get(path, int)
+        if value is not None and not 1 <= value <= 65535:
+            self.problem(path, f"must be a port number 1-65535, got {value}")
+            return None
+        return value
+
+    def string_map(self, path: str) -> Pairs:
+        value = self.get(path, dict) or {}
+        for key, item in value.items():
+            if not isinstance(item, str):
+                self.problem(
+                    f"{path}.{key}",
+                    f"must be a string, got {type(item).__name__} (quote the value in YAML)",
+                )
+        return pairs({str(k): v for k, v in value.items() if isinstance(v, str)})
+
+
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    dict: "a mapping",
+    list: "a list",
+    bool: "a boolean",
+}
