@@ -97,5 +97,8 @@ def _short(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     if status and reason:
         return f"HTTP {status} {reason}"
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    text = str(exc).strip()
+    if "[Errno" in text:  # urllib3 wraps the socket error in several layers of repr
+        return text[text.index("[Errno") :].split('"')[0].rstrip(")'")
+    lines = text.splitlines()
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,58 @@
+"""Shared fixtures: real tools (Prometheus, promtool, helm), CRD validation, the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ofobserve.cli import main
+from tests.support.crds import validate_custom_resource
+from tests.support.prometheus import PrometheusServer
+from tests.support.tools import REPO, require_tool
+
+EXAMPLES = REPO / "examples" / "functions"
+EXAMPLE_CONFIG = REPO / "examples" / "ofobserve.yaml"
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    """Run ``ofobserve ARGS`` in-process; stdout and stderr are kept apart."""
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """One real Prometheus for the whole session; tests reconfigure it as they need."""
+    server = PrometheusServer(require_tool("prometheus"), tmp_path_factory.mktemp("prometheus"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    return require_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def validate_cr() -> object:
+    """``validate_cr(obj)`` raises when a custom resource breaks its upstream CRD schema."""
+    return validate_custom_resource
+
+
+@pytest.fixture
+def rendered_examples(tmp_path: Path) -> Path:
+    """The examples rendered into a fresh directory."""
+    out = tmp_path / "out"
+    result = run_cli("render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    return out

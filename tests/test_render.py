@@ -1,0 +1,174 @@
+"""The render pipeline end to end through the CLI: determinism, --check, streams, stdin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLES, run_cli
+from tests.support.tools import REPO
+
+COMMITTED = REPO / "examples" / "rendered"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_render_twice_gives_byte_identical_trees(rendered_examples: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert (
+        run_cli("render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", str(again)).exit_code == 0
+    )
+    first, second = _tree(rendered_examples), _tree(again)
+    assert first == second
+    assert len(first) > 20
+
+
+def test_output_has_no_absolute_paths_or_timestamps(rendered_examples: Path) -> None:
+    for rel, data in _tree(rendered_examples).items():
+        text = data.decode()
+        assert str(REPO) not in text, rel
+        assert "/tmp/" not in text, rel
+        assert "creationTimestamp" not in text, rel
+
+
+def test_committed_example_output_has_not_drifted() -> None:
+    result = run_cli(
+        "render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", str(COMMITTED), "--check"
+    )
+    assert result.exit_code == 0, (
+        result.stderr + "\nrun: ofobserve render examples/functions -c examples/ofobserve.yaml "
+        "-o examples/rendered"
+    )
+
+
+def test_check_catches_a_one_byte_change_in_every_file(rendered_examples: Path) -> None:
+    files = sorted(
+        p for p in rendered_examples.rglob("*") if p.is_file() and p.name != ".ofobserve-output"
+    )
+    for path in files:
+        original = path.read_bytes()
+        path.write_bytes(original[:-2] + bytes([original[-2] ^ 1]) + original[-1:])
+        result = run_cli(
+            "render",
+            str(EXAMPLES),
+            "-c",
+            str(EXAMPLE_CONFIG),
+            "-o",
+            str(rendered_examples),
+            "--check",
+        )
+        path.write_bytes(original)
+        rel = path.relative_to(rendered_examples).as_posix()
+        assert result.exit_code == 1, rel
+        assert f"drifted: {rendered_examples}/{rel}" in result.stderr
+        assert "1 file(s) differ" in result.stderr
+
+
+def test_check_reports_missing_and_extra_files(rendered_examples: Path) -> None:
+    (rendered_examples / "monitors" / "shop" / "order-processor.yaml").unlink()
+    (rendered_examples / "monitors" / "stale.yaml").write_text("old: true\n")
+    result = run_cli(
+        "render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", str(rendered_examples), "--check"
+    )
+    assert result.exit_code == 1
+    assert f"drifted: {rendered_examples}/monitors/shop/order-processor.yaml" in result.stderr
+    assert f"drifted: {rendered_examples}/monitors/stale.yaml" in result.stderr
+
+
+def test_render_replaces_previous_output(rendered_examples: Path, tmp_path: Path) -> None:
+    single = tmp_path / "one.yaml"
+    single.write_text((EXAMPLES / "hello-world.yaml").read_text())
+    assert run_cli("render", str(single), "-o", str(rendered_examples)).exit_code == 0
+    assert sorted(_tree(rendered_examples)) == [
+        ".ofobserve-output",
+        "monitors/default/hello-world.yaml",
+        "patches/default/hello-world.yaml",
+    ]
+    leftovers = [p.name for p in rendered_examples.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_yaml_stream_matches_the_files(rendered_examples: Path) -> None:
+    result = run_cli("render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", "-")
+    assert result.exit_code == 0
+    docs = list(yaml.safe_load_all(result.stdout))
+    files = {
+        rel: yaml.safe_load(data)
+        for rel, data in _tree(rendered_examples).items()
+        if rel.endswith(".yaml")
+    }
+    assert docs == [files[rel] for rel in sorted(files)]
+    assert "# Source: monitors/default/hello-world.yaml" in result.stdout
+
+
+def test_json_lines_stream() -> None:
+    result = run_cli(
+        "render",
+        str(EXAMPLES / "order-processor.yaml"),
+        "-o",
+        "-",
+        "--format",
+        "json",
+        "--only",
+        "monitors",
+    )
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == ["monitors/shop/order-processor.yaml"]
+    assert lines[0]["content"]["kind"] == "PodMonitor"
+
+
+def test_stdin_input_and_skipped_documents_note() -> None:
+    text = (EXAMPLES / "async-kafka-function.yaml").read_text()
+    result = run_cli("render", "-", "-o", "-", "--only", "patches", input=text)
+    assert result.exit_code == 0, result.stderr
+    assert "note: skipping -[1]: dapr.io/v1alpha1 Component (not a Function)" in result.stderr
+    patch = yaml.safe_load(result.stdout)
+    assert patch["spec"]["serving"]["labels"] == {"ofobserve.io/function": "async-kafka-function"}
+
+
+def test_summary_table_lists_functions_and_artifacts() -> None:
+    result = run_cli("render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", "-")
+    lines = result.stderr.splitlines()
+    header = next(line for line in lines if line.startswith("FUNCTION"))
+    assert header.split() == ["FUNCTION", "RUNTIME", "PROFILE", "patches", "monitors"]
+    row = next(line for line in lines if line.startswith("shop/sync-http-function"))
+    assert row.split() == ["shop/sync-http-function", "knative", "ofobserve", "yes", "yes"]
+    keda = next(line for line in lines if line.startswith("default/keda-http-function"))
+    assert keda.split() == ["default/keda-http-function", "keda", "keda-http", "yes", "-"]
+
+
+def test_quiet_suppresses_notes_and_summary() -> None:
+    result = run_cli("-q", "render", str(EXAMPLES), "-o", "-")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("env_output", ["from-env"])
+def test_env_var_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env_output: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OFOBSERVE_OUTPUT", env_output)
+    monkeypatch.setenv("OFOBSERVE_CONFIG", str(EXAMPLE_CONFIG))
+    assert run_cli("render", str(EXAMPLES / "order-processor.yaml")).exit_code == 0
+    monitor = yaml.safe_load(
+        (tmp_path / env_output / "monitors/shop/order-processor.yaml").read_text()
+    )
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_list_documents_are_unwrapped(tmp_path: Path) -> None:
+    items = [
+        yaml.safe_load((EXAMPLES / n).read_text())
+        for n in ("hello-world.yaml", "order-processor.yaml")
+    ]
+    path = tmp_path / "list.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    result = run_cli("render", str(path), "-o", "-", "--only", "patches")
+    assert result.exit_code == 0
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout)]
+    assert names == ["hello-world", "order-processor"]
