@@ -1,4 +1,4 @@
-"""The ``ofobserve`` command line. Thin: parses flags, calls the library, maps errors.
+"""The ``ofobserve`` command line. Does I/O: parses flags, calls the library, maps errors.
 
 Data goes to stdout, notes and the summary to stderr. Exit codes: 0 success, 1 invalid
 input or drift, 2 usage error. Every option can also be set by an ``OFOBSERVE_*``
@@ -165,7 +165,7 @@ def render(
     groups: tuple[str, ...],
     check: bool,
 ) -> None:
-    """Render dashboards, rules, monitors, scaling and telemetry for Functions.
+    """Render observability and scaling artifacts for Functions.
 
     PATHS are files, directories (searched for *.yaml and *.yml) or - for stdin.
     """

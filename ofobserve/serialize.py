@@ -15,12 +15,24 @@ import yaml
 from ofobserve.render import Artifact, Format
 
 
-class _Dumper(yaml.SafeDumper):
-    """SafeDumper that writes multi-line strings as literal blocks."""
+_Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_Base):  # type: ignore[valid-type,misc]
+    """libyaml's safe dumper (C emitter) with our string styles."""
+
+
+_UNICODE_BREAKS = ("\x85", "\u2028", "\u2029")  # line breaks to YAML, not to Python
 
 
 def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    """Literal blocks for multi-line text; double quotes (escaped) for Unicode breaks."""
+    if any(ch in value for ch in _UNICODE_BREAKS):
+        style: str | None = '"'
+    elif "\n" in value:
+        style = "|"
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

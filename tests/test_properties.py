@@ -1,0 +1,135 @@
+"""Hypothesis properties of the pure core: determinism, valid unique names, round trips."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ofobserve.errors import Location
+from ofobserve.loading import build_functions, resolve_subjects
+from ofobserve.render import render_all
+from ofobserve.serialize import serialize, serialize_stream, serialize_tree
+from ofobserve.settings import Config
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+dns_labels = st.from_regex(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+
+
+@st.composite
+def function_docs(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid Function document of any runtime, in either API version."""
+    name = draw(dns_labels)
+    namespace = draw(st.one_of(st.none(), dns_labels))
+    runtime = draw(st.sampled_from(["knative", "async", "keda"]))
+    lo = draw(st.integers(0, 5))
+    hi = draw(st.integers(max(lo, 1), 50))
+    serving: dict[str, Any] = {"scaleOptions": {"minReplicas": lo, "maxReplicas": hi}}
+    if runtime == "async":
+        serving["bindings"] = {
+            "in": {
+                "type": draw(st.sampled_from(["bindings.kafka", "bindings.cron", "bindings.redis"]))
+            }
+        }
+        serving["triggers"] = {"inputs": [{"dapr": {"name": "in"}}]}
+    else:
+        serving["triggers"] = {"http": {"port": 8080, "engine": runtime}}
+    profile = draw(st.sampled_from([None, "ofobserve", "knative", "dapr", "keda-http"]))
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if profile:
+        metadata["annotations"] = {"ofobserve.io/profile": profile}
+    return {
+        "apiVersion": "core.openfunction.io/v1beta2",
+        "kind": "Function",
+        "metadata": metadata,
+        "spec": {"image": "x", "serving": serving},
+    }
+
+
+def _unique_by_key(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in docs:
+        meta = doc["metadata"]
+        seen.setdefault((meta.get("namespace", "default"), meta["name"]), doc)
+    return list(seen.values())
+
+
+def _render(docs: list[dict[str, Any]]) -> dict[str, bytes]:
+    documents = [(Location("gen.yaml", i), doc) for i, doc in enumerate(docs)]
+    subjects = resolve_subjects(build_functions(documents), Config())
+    return serialize_tree(render_all(subjects))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(function_docs(), min_size=1, max_size=8).map(_unique_by_key), st.randoms())
+def test_render_is_deterministic_and_order_independent(
+    docs: list[dict[str, Any]], rnd: random.Random
+) -> None:
+    first = _render(docs)
+    shuffled = list(docs)
+    rnd.shuffle(shuffled)
+    assert _render(shuffled) == first
+    assert _render(docs) == first
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(function_docs(), min_size=1, max_size=8).map(_unique_by_key))
+def test_generated_object_names_are_valid_and_unique(docs: list[dict[str, Any]]) -> None:
+    documents = [(Location("gen.yaml", i), doc) for i, doc in enumerate(docs)]
+    subjects = resolve_subjects(build_functions(documents), Config())
+    seen: set[tuple[str, str, str, str]] = set()
+    for artifact in render_all(subjects):
+        content = artifact.content
+        meta = content["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        assert len(name) <= 253 and DNS_SUBDOMAIN.match(name), name
+        assert DNS_LABEL.match(namespace), namespace
+        for value in meta.get("labels", {}).values():
+            assert len(value) <= 63
+        key = (content["apiVersion"], content["kind"], namespace, name)
+        if content["kind"] != "Function":  # patches target the Function itself
+            assert key not in seen, key
+        seen.add(key)
+    assert len({a.path for a in render_all(subjects)}) == len(render_all(subjects))
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_serialization_round_trips(value: Any) -> None:
+    assert yaml.safe_load(serialize(value, "yaml")) == value
+    assert json.loads(serialize(value, "json")) == value
+    assert serialize(value, "yaml") == serialize(value, "yaml")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(function_docs(), min_size=1, max_size=4).map(_unique_by_key))
+def test_stream_round_trips(docs: list[dict[str, Any]]) -> None:
+    documents = [(Location("gen.yaml", i), doc) for i, doc in enumerate(docs)]
+    artifacts = render_all(resolve_subjects(build_functions(documents), Config()))
+    assert list(yaml.safe_load_all(serialize_stream(artifacts, "yaml"))) == [
+        a.content for a in artifacts
+    ]
+    lines = serialize_stream(artifacts, "json").splitlines()
+    assert [json.loads(line)["content"] for line in lines] == [a.content for a in artifacts]
