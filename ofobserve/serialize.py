@@ -14,7 +14,6 @@ import yaml
 
 from ofobserve.render import Artifact, Format
 
-
 _Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 

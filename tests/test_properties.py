@@ -91,7 +91,8 @@ def test_generated_object_names_are_valid_and_unique(docs: list[dict[str, Any]])
         content = artifact.content
         meta = content["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        assert len(name) <= 253 and DNS_SUBDOMAIN.match(name), name
+        assert len(name) <= 253, name
+        assert DNS_SUBDOMAIN.match(name), name
         assert DNS_LABEL.match(namespace), namespace
         for value in meta.get("labels", {}).values():
             assert len(value) <= 63
