@@ -7,6 +7,7 @@ with a one-line reason.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ofobserve.errors import ClusterUnavailable, Location
@@ -64,7 +65,8 @@ def _custom_objects_api() -> Any:
     config: Any = kubernetes.config
 
     try:
-        config.load_kube_config()
+        # The client reads KUBECONFIG once, at import; pass it so the current value counts.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     except Exception as kube_error:  # the client raises several unrelated types
         try:
             config.load_incluster_config()
