@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -229,14 +229,18 @@ def _errors() -> Iterator[None]:
         sys.exit(1)
 
 
-def _progress(items: Sequence[T]) -> Iterator[T]:
+def _progress(
+    items: Sequence[T],
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[T]:
     """Yield ``items``; show a progress bar on a terminal once it takes over a second."""
-    start = time.monotonic()
-    stream = sys.stderr
+    out = stream or sys.stderr
+    start = clock()
     for index, item in enumerate(items):
-        if time.monotonic() - start > PROGRESS_AFTER_SECONDS and stream.isatty():
+        if clock() - start > PROGRESS_AFTER_SECONDS and out.isatty():
             rest = items[index:]
-            with click.progressbar(length=len(rest), label="rendering", file=stream) as bar:
+            with click.progressbar(length=len(rest), label="rendering", file=out) as bar:
                 for later in rest:
                     yield later
                     bar.update(1)

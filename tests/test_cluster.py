@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -27,24 +28,35 @@ def _function(file: str) -> dict[str, object]:
 
 
 FUNCTIONS = [
-    dict(_function("keda-http-function.yaml"),
-         status={"serving": {"resourceRef": "serving-k7x2p"}}),
-    dict(_function("order-processor.yaml"),
-         status={"serving": {"resourceRef": "serving-q9z4m"}}),
+    dict(
+        _function("keda-http-function.yaml"), status={"serving": {"resourceRef": "serving-k7x2p"}}
+    ),
+    dict(_function("order-processor.yaml"), status={"serving": {"resourceRef": "serving-q9z4m"}}),
 ]
 SERVINGS = [
-    {"metadata": {"name": "serving-k7x2p", "namespace": "default"},
-     "status": {"resourceRef": {
-         "http.keda.sh/deployment": "serving-k7x2p-deployment-v100-abcde",
-         "http.keda.sh/httpscaledobject": "serving-k7x2p-scaler-fghij"}}},
-    {"metadata": {"name": "serving-q9z4m", "namespace": "shop"},
-     "status": {"resourceRef": {"Async/workload": "serving-q9z4m-deployment-v210-xxxxx",
-                                "Async/scaler": "serving-q9z4m-scaler-yyyyy"}}},
+    {
+        "metadata": {"name": "serving-k7x2p", "namespace": "default"},
+        "status": {
+            "resourceRef": {
+                "http.keda.sh/deployment": "serving-k7x2p-deployment-v100-abcde",
+                "http.keda.sh/httpscaledobject": "serving-k7x2p-scaler-fghij",
+            }
+        },
+    },
+    {
+        "metadata": {"name": "serving-q9z4m", "namespace": "shop"},
+        "status": {
+            "resourceRef": {
+                "Async/workload": "serving-q9z4m-deployment-v210-xxxxx",
+                "Async/scaler": "serving-q9z4m-scaler-yyyyy",
+            }
+        },
+    },
 ]
 
 
 class _API(BaseHTTPRequestHandler):
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _API.requests.append(self.path.split("?")[0])
@@ -55,10 +67,10 @@ class _API(BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        items = [i for i in items
-                 if namespace is None or i["metadata"]["namespace"] == namespace]  # type: ignore[index]
-        body = json.dumps({"apiVersion": "core.openfunction.io/v1beta2", "kind": "List",
-                           "items": items}).encode()
+        items = [i for i in items if namespace is None or i["metadata"]["namespace"] == namespace]  # type: ignore[index]
+        body = json.dumps(
+            {"apiVersion": "core.openfunction.io/v1beta2", "kind": "List", "items": items}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -75,13 +87,23 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {
-            "server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "users": [{"name": "t", "user": {"token": "x"}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "t",
+                "clusters": [
+                    {
+                        "name": "t",
+                        "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"},
+                    }
+                ],
+                "users": [{"name": "t", "user": {"token": "x"}}],
+                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+            }
+        )
+    )
     monkeypatch.setenv("KUBECONFIG", str(path))
     _API.requests.clear()
     yield path
@@ -92,8 +114,10 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 def test_from_cluster_resolves_generated_names(kubeconfig: Path) -> None:
     result = run_cli("render", "--from-cluster", "-o", "-", "--only", "monitors")
     assert result.exit_code == 0, result.stderr
-    assert _API.requests == ["/apis/core.openfunction.io/v1beta2/functions",
-                             "/apis/core.openfunction.io/v1beta2/servings"]
+    assert _API.requests == [
+        "/apis/core.openfunction.io/v1beta2/functions",
+        "/apis/core.openfunction.io/v1beta2/servings",
+    ]
     monitors = {d["metadata"]["name"]: d for d in yaml.safe_load_all(result.stdout)}
     assert sorted(monitors) == ["ofobserve-keda-http-function", "ofobserve-order-processor"]
     keda = monitors["ofobserve-keda-http-function"]["spec"]["podMetricsEndpoints"][0]
@@ -104,8 +128,10 @@ def test_from_cluster_resolves_generated_names(kubeconfig: Path) -> None:
 def test_from_cluster_one_namespace(kubeconfig: Path) -> None:
     result = run_cli("render", "--from-cluster", "-n", "shop", "-o", "-", "--only", "patches")
     assert result.exit_code == 0, result.stderr
-    assert _API.requests == ["/apis/core.openfunction.io/v1beta2/namespaces/shop/functions",
-                             "/apis/core.openfunction.io/v1beta2/namespaces/shop/servings"]
+    assert _API.requests == [
+        "/apis/core.openfunction.io/v1beta2/namespaces/shop/functions",
+        "/apis/core.openfunction.io/v1beta2/namespaces/shop/servings",
+    ]
     [patch] = yaml.safe_load_all(result.stdout)
     assert patch["metadata"] == {"name": "order-processor", "namespace": "shop"}
 
