@@ -7,7 +7,8 @@ under the exact names given, with the given TYPE.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
@@ -20,9 +21,14 @@ class Family:
 
     name: str
     type: str
-    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+    samples: list[tuple[str, dict[str, str], float | Callable[[], float]]] = field(
+        default_factory=list
+    )
 
-    def add(self, labels: dict[str, str], value: float, suffix: str = "") -> Family:
+    def add(
+        self, labels: dict[str, str], value: float | Callable[[], float], suffix: str = ""
+    ) -> Family:
+        """A sample; a callable value is read at every scrape (a counter that grows)."""
         self.samples.append((self.name + suffix, labels, value))
         return self
 
@@ -37,5 +43,37 @@ class StaticFamilies(Collector):
         for family in self.families:
             metric = Metric(family.name, family.name, family.type)
             for sample_name, labels, value in family.samples:
-                metric.add_sample(sample_name, labels, value)
+                metric.add_sample(sample_name, labels, value() if callable(value) else value)
             yield metric
+
+
+class Clock:
+    """Seconds since creation: counters defined as ``rate * clock()`` grow at ``rate``/s."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.start
+
+    def counter(self, per_second: float) -> Callable[[], float]:
+        return lambda: per_second * self()
+
+
+def histogram(
+    family: Family,
+    labels: dict[str, str],
+    bounds: Iterable[float],
+    share_below: Callable[[float], float],
+    per_second: float,
+    clock: Clock,
+    le: Callable[[float], str] = str,
+) -> Family:
+    """Cumulative buckets growing at ``per_second * share_below(bound)``, plus _count/_sum."""
+    for bound in bounds:
+        rate = per_second * share_below(bound)
+        family.add({**labels, "le": le(bound)}, clock.counter(rate), "_bucket")
+    family.add({**labels, "le": "+Inf"}, clock.counter(per_second), "_bucket")
+    family.add(labels, clock.counter(per_second), "_count")
+    family.add(labels, clock.counter(per_second * 0.1), "_sum")
+    return family
