@@ -19,7 +19,7 @@ from ofobserve.errors import InvalidInput, Location, Problem
 from ofobserve.manifests import build_function, is_function_document
 from ofobserve.model import ClusterRefs, Function
 from ofobserve.settings import Config, parse_config, resolve
-from ofobserve.subject import Subject
+from ofobserve.subject import Subject, check_subject
 
 log = logging.getLogger("ofobserve")
 
@@ -107,9 +107,12 @@ def resolve_subjects(functions: Iterable[Function], config: Config) -> list[Subj
     subjects: list[Subject] = []
     for function in functions:
         try:
-            subjects.append(Subject(function, resolve(config, function)))
+            subject = Subject(function, resolve(config, function))
         except InvalidInput as exc:
             problems += exc.problems
+            continue
+        problems += check_subject(subject)
+        subjects.append(subject)
     if problems:
         raise InvalidInput(problems)
     return sorted(subjects, key=lambda s: s.function.key)

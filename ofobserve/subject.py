@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ofobserve import profiles
+from ofobserve.errors import Problem
 from ofobserve.model import Function
 from ofobserve.settings import Settings
 
@@ -21,3 +23,31 @@ class Subject:
     @property
     def profile(self) -> str:
         return self.settings.profile_for(self.function.runtime)
+
+    @property
+    def metric_profile(self) -> profiles.Profile:
+        """The profile's signals, for this function's runtime and inputs."""
+        return profiles.profile(
+            self.profile,
+            self.settings.knative_metrics,
+            (i.kind for i in self.function.inputs),
+        )
+
+
+def check_subject(subject: Subject) -> list[Problem]:
+    """Rules that need both the function and its settings. Pure.
+
+    The latency SLO threshold must be a histogram bucket bound of the profile, or no query
+    can count the requests slower than it (the native profile adds it to its buckets).
+    """
+    threshold = subject.settings.slo.latency.threshold
+    for histogram in subject.metric_profile.histograms:
+        bounds = histogram.bucket_seconds()
+        if not bounds or any(abs(b - threshold) <= 1e-9 * max(b, 1) for b in bounds):
+            continue
+        nearest = " and ".join(f"{b:g} s" for b in profiles.nearest_buckets(bounds, threshold))
+        where = subject.function.source.at("settings.slo.latency.threshold")
+        return [Problem(where, f"{threshold:g} s is not a histogram bucket of the "
+                        f"{subject.profile} profile ({histogram.metric}); nearest buckets: "
+                        f"{nearest}")]
+    return []

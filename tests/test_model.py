@@ -89,7 +89,7 @@ def test_settings_precedence(examples: dict[str, Subject]) -> None:
     assert api.alerting.team == "checkout"
     assert api.alerting.severity_overrides == {"FunctionHighLatency": "critical"}
     media = examples["image-processor"].settings
-    assert (media.slo.latency.threshold, media.alerting.team) == (2.5, "media")
+    assert (media.slo.latency.threshold, media.alerting.team) == (2.0, "media")
     hello = examples["hello-world"].settings
     assert hello.slo.availability == 99.5
     assert hello.scaling.target_utilization == 0.7
