@@ -47,7 +47,12 @@ def check_subject(subject: Subject) -> list[Problem]:
             continue
         nearest = " and ".join(f"{b:g} s" for b in profiles.nearest_buckets(bounds, threshold))
         where = subject.function.source.at("settings.slo.latency.threshold")
-        return [Problem(where, f"{threshold:g} s is not a histogram bucket of the "
-                        f"{subject.profile} profile ({histogram.metric}); nearest buckets: "
-                        f"{nearest}")]
+        return [
+            Problem(
+                where,
+                f"{threshold:g} s is not a histogram bucket of the "
+                f"{subject.profile} profile ({histogram.metric}); nearest buckets: "
+                f"{nearest}",
+            )
+        ]
     return []
