@@ -18,75 +18,21 @@ from ofobserve import conventions as c
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
+# fmt: off
 # Knative gen A latency buckets, in milliseconds (fact sheet section 1).
 KNATIVE_OPENCENSUS_BUCKETS_MS = (
-    5,
-    10,
-    20,
-    40,
-    60,
-    80,
-    100,
-    150,
-    200,
-    250,
-    300,
-    350,
-    400,
-    450,
-    500,
-    600,
-    700,
-    800,
-    900,
-    1000,
-    2000,
-    5000,
-    10000,
-    20000,
-    50000,
-    100000,
+    5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 900,
+    1000, 2000, 5000, 10000, 20000, 50000, 100000,
 )
 # OpenTelemetry semantic-convention buckets, in seconds: Knative gen B and the KEDA HTTP
 # interceptor (sections 2 and 3).
 OTEL_HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 # Dapr default latency buckets, in milliseconds (section 4).
 DAPR_BUCKETS_MS = (
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    8,
-    10,
-    13,
-    16,
-    20,
-    25,
-    30,
-    40,
-    50,
-    65,
-    80,
-    100,
-    130,
-    160,
-    200,
-    250,
-    300,
-    400,
-    500,
-    650,
-    800,
-    1000,
-    2000,
-    5000,
-    10000,
-    20000,
-    50000,
-    100000,
+    1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250, 300,
+    400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
 )
+# fmt: on
 # Native profile default buckets, in seconds; configured SLO thresholds are added to these.
 NATIVE_DEFAULT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

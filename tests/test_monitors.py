@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter
 
 from ofobserve import conventions
 from ofobserve.builders.monitors import build_pod_monitor
@@ -24,9 +24,9 @@ from ofobserve.model import ClusterRefs
 from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
 from tests.support.crds import schema_errors
-from tests.support.exporters import Family, StaticFamilies
+from tests.support.exporters import Exporters, Family, StaticFamilies
 from tests.support.operator import scrape_job
-from tests.support.prometheus import PrometheusServer, free_port
+from tests.support.prometheus import PrometheusServer
 
 
 def _subject(file: str) -> Subject:
@@ -157,12 +157,12 @@ def _decoy_meta(profile: Profile, subject: Subject) -> dict[str, str]:
 def scraped(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
     """Prometheus scraping one exporter per profile through that profile's PodMonitor."""
     jobs: list[dict[str, Any]] = []
-    servers = []
+    exporters = Exporters()
     for profile in PROFILES:
         registry = CollectorRegistry()
         profile.emit(registry)
-        port = free_port()
-        servers.append(start_http_server(port, addr="127.0.0.1", registry=registry)[0])
+        address = exporters.serve(registry)
+        port = int(address.rsplit(":", 1)[1])
         subject = profile.subject()
         assert subject.profile == profile.name
         monitor = build_pod_monitor(subject)
@@ -173,7 +173,6 @@ def scraped(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
         endpoint = yaml.safe_load(
             yaml.safe_dump(endpoint).replace(f":{conventions.NATIVE_METRICS_PORT}", f":{port}")
         )
-        address = f"127.0.0.1:{port}"
         job = scrape_job(profile.name, endpoint, address, _pod_meta(profile, subject, "pod-1"))
         job["static_configs"].append(
             {"targets": [address], "labels": _decoy_meta(profile, subject)}
@@ -183,9 +182,7 @@ def scraped(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
     try:
         yield prometheus
     finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        exporters.close()
         prometheus.configure([])
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from ofobserve import profiles as p
-from tests.support.exporters import Clock, Family, StaticFamilies, histogram
-from tests.support.prometheus import PrometheusError, PrometheusServer, free_port
+from tests.support.exporters import Clock, Exporters, Family, StaticFamilies, histogram
+from tests.support.prometheus import PrometheusError, PrometheusServer
 
 WINDOW = "5s"  # a rate window shorter than the series' history: no start-up extrapolation
 IDENTITY = {"namespace": "shop", "function": "fn"}
@@ -134,17 +134,16 @@ SCENARIOS = [
 def served(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
     """One exporter per scenario, each scraped as its own job with honor_labels."""
     clock = Clock()
-    servers, jobs = [], []
+    exporters, jobs = Exporters(), []
     for scenario in SCENARIOS:
         registry = CollectorRegistry()
         registry.register(StaticFamilies(scenario.families(clock)))
-        port = free_port()
-        servers.append(start_http_server(port, addr="127.0.0.1", registry=registry)[0])
+        address = exporters.serve(registry)
         jobs.append(
             {
                 "job_name": scenario.name,
                 "honor_labels": True,
-                "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                "static_configs": [{"targets": [address]}],
             }
         )
     prometheus.configure(jobs)
@@ -153,9 +152,7 @@ def served(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
             prometheus.wait_for(f'count_over_time(up{{job="{scenario.name}"}}[30s]) >= 7')
         yield prometheus
     finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        exporters.close()
         prometheus.configure([])
 
 

@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from tests.support.prometheus import free_port
 
 
 @dataclass
@@ -77,3 +80,23 @@ def histogram(
     family.add(labels, clock.counter(per_second), "_count")
     family.add(labels, clock.counter(per_second * 0.1), "_sum")
     return family
+
+
+class Exporters:
+    """prometheus-client HTTP servers on 127.0.0.1, one per registry; :meth:`close` stops all."""
+
+    def __init__(self) -> None:
+        self._servers: list[object] = []
+
+    def serve(self, registry: CollectorRegistry) -> str:
+        """Serve ``registry``; returns its ``host:port``."""
+        port = free_port()
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        self._servers.append(server)
+        return f"127.0.0.1:{port}"
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.shutdown()  # type: ignore[attr-defined]
+            server.server_close()  # type: ignore[attr-defined]
+        self._servers.clear()
