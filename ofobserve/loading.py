@@ -47,7 +47,7 @@ def load_documents(paths: Iterable[str], stdin: IO[str] | None = None) -> list[D
     """Every YAML document under ``paths`` (files, directories, ``-``), in a stable order."""
     problems: list[Problem] = []
     documents: list[Document] = []
-    for path in paths:
+    for path in dict.fromkeys(paths):  # the same path twice is read once
         try:
             found = list(_read_source(path, stdin))
         except InvalidInput as exc:

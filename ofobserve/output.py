@@ -61,6 +61,10 @@ def compare_tree(out_dir: str, files: Mapping[str, bytes]) -> list[str]:
 
 def _check_replaceable(target: Path) -> None:
     where = Location(target.as_posix())
+    if target.name in ("", ".", ".."):
+        raise InvalidInput(
+            [Problem(where, "the output must name a directory of its own, e.g. -o ofobserve-out")]
+        )
     if target.exists() and not target.is_dir():
         raise InvalidInput([Problem(where, "output path exists and is not a directory")])
     if target.is_dir() and any(target.iterdir()) and not (target / MARKER).is_file():

@@ -344,3 +344,23 @@ def test_refuses_to_replace_a_foreign_directory(
         "create (no .ofobserve-output file in it)"
     ) in result.stderr
     assert Path("mine/notes.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("output", [".", "..", "./"])
+def test_output_must_name_its_own_directory(
+    output: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("fn.yaml").write_text(function())
+    result = run_cli("render", "fn.yaml", "-o", output)
+    assert result.exit_code == 1
+    assert "the output must name a directory of its own, e.g. -o ofobserve-out" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fn.yaml"]
+
+
+def test_the_same_path_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("fn.yaml").write_text(function())
+    result = run_cli("render", "fn.yaml", "fn.yaml", "-o", "-", "--only", "patches")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("kind: Function") == 1
