@@ -112,10 +112,6 @@ class Function:
         return f"{self.namespace}/{self.name}"
 
     @property
-    def is_sync(self) -> bool:
-        return self.runtime is not Runtime.ASYNC
-
-    @property
     def dapr_sidecar_mode(self) -> bool:
         """True when daprd runs in the function pod rather than the dapr-proxy Deployment."""
         annotations = dict(self.serving_annotations)

@@ -184,3 +184,13 @@ def test_v1beta1_legacy_replica_counts() -> None:
         "legacy.yaml[3] spec.serving.scaleOptions.keda.scaledObject.maxReplicaCount: "
         "must be >= minReplicaCount (2)"
     ]
+
+
+def test_hpa_name_follows_keda_default() -> None:
+    from ofobserve.model import ClusterRefs
+
+    assert ClusterRefs(scaled_object="serving-q9z4m-scaler-yyyyy").hpa == (
+        "keda-hpa-serving-q9z4m-scaler-yyyyy"
+    )
+    assert ClusterRefs(http_scaled_object="serving-k-scaler-f").hpa == "keda-hpa-serving-k-scaler-f"
+    assert ClusterRefs().hpa == ""
