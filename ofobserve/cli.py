@@ -127,7 +127,8 @@ def _load(
     show_default=True,
     envvar="OFOBSERVE_OUTPUT",
     show_envvar=True,
-    help="Output directory (replaced atomically), or - for one stream on stdout.",
+    help="Output directory: each artifact group's folder in it is replaced atomically. "
+    "- writes one stream on stdout.",
 )
 @click.option(
     "--format",
@@ -181,12 +182,12 @@ def render(
         else:
             files = serialize_tree(artifacts)
             if check:
-                drifted = compare_tree(output, files)
+                drifted = compare_tree(output, files, chosen)
                 if drifted:
                     raise DriftDetected(f"{output.rstrip('/')}/{p}" for p in drifted)
                 log.info("%s is up to date (%d files)", output, len(files))
             else:
-                write_tree(output, files)
+                write_tree(output, files, chosen)
                 log.info("wrote %d files to %s", len(files), output)
         _summary(subjects, artifacts, chosen)
 

@@ -6,6 +6,7 @@ names from here so that a rename happens in exactly one place.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 # --- identity -----------------------------------------------------------------------------
@@ -62,3 +63,98 @@ NATIVE_ERRORS_TOTAL: Final = "function_errors_total"
 NATIVE_DURATION_SECONDS: Final = "function_request_duration_seconds"
 NATIVE_IN_FLIGHT: Final = "function_requests_in_flight"
 NATIVE_COLD_STARTS_TOTAL: Final = "function_cold_starts_total"
+
+# --- Grafana dashboards -------------------------------------------------------------------------
+DASHBOARD_UID_MAX: Final = 40
+
+
+def dashboard_uid(namespace: str, name: str) -> str:
+    """The stable uid of a function's dashboard: ``<namespace>_<name>`` when it fits in 40
+    characters and the name has no ``.`` (Grafana uids allow only letters, digits, ``-``
+    and ``_``; neither part can hold ``_``, so it is unambiguous), else ``h-`` and 38 hex
+    digits of its SHA-256 (no ``_``, so the two forms never meet)."""
+    readable = f"{namespace}_{name}"
+    if len(readable) <= DASHBOARD_UID_MAX and "." not in name:
+        return readable
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()
+    return "h-" + digest[: DASHBOARD_UID_MAX - 2]
+
+
+# --- rules: recording-rule names (level:metric:operations) -------------------------------------
+RULE_GROUP_PREFIX: Final = "ofobserve"
+RECORD_LEVEL: Final = "namespace_function"
+
+
+def record_requests_rate(window: str) -> str:
+    """Requests per second over ``window``."""
+    return f"{RECORD_LEVEL}:requests:rate{window}"
+
+
+def record_errors_rate(window: str) -> str:
+    """Failed requests per second over ``window``."""
+    return f"{RECORD_LEVEL}:errors:rate{window}"
+
+
+def record_error_ratio(window: str) -> str:
+    """Share of failed requests over ``window`` (no sample without traffic)."""
+    return f"{RECORD_LEVEL}:error_ratio:rate{window}"
+
+
+def record_latency_quantile(window: str) -> str:
+    """Latency quantile in seconds over ``window``; the ``quantile`` label says which."""
+    return f"{RECORD_LEVEL}:request_duration_seconds:quantile_rate{window}"
+
+
+RECORD_IN_FLIGHT: Final = f"{RECORD_LEVEL}:requests_in_flight:sum"
+RECORD_REPLICAS_DESIRED: Final = f"{RECORD_LEVEL}:replicas_desired:sum"
+RECORD_REPLICAS_AVAILABLE: Final = f"{RECORD_LEVEL}:replicas_available:sum"
+RECORD_REPLICAS_UNAVAILABLE: Final = f"{RECORD_LEVEL}:replicas_unavailable:sum"
+QUANTILE_LABEL: Final = "quantile"
+#: Quantiles recorded for every function (the SLO and alert quantiles are added).
+RECORDED_QUANTILES: Final = (0.5, 0.9, 0.95, 0.99)
+#: Window of the operational recordings and alerts.
+OPERATIONAL_WINDOW: Final = "5m"
+
+# --- rules: Sloth-compatible SLO series ----------------------------------------------------------
+
+
+def slo_sli_error(window: str) -> str:
+    return f"slo:sli_error:ratio_rate{window}"
+
+
+SLO_OBJECTIVE: Final = "slo:objective:ratio"
+SLO_ERROR_BUDGET: Final = "slo:error_budget:ratio"
+SLO_TIME_PERIOD_DAYS: Final = "slo:time_period:days"
+SLO_CURRENT_BURN_RATE: Final = "slo:current_burn_rate:ratio"
+SLO_PERIOD_BURN_RATE: Final = "slo:period_burn_rate:ratio"
+SLO_PERIOD_BUDGET_REMAINING: Final = "slo:period_error_budget_remaining:ratio"
+SLO_INFO: Final = "sloth_slo_info"
+SLOTH_ID: Final = "sloth_id"
+SLOTH_SERVICE: Final = "sloth_service"
+SLOTH_SLO: Final = "sloth_slo"
+SLOTH_WINDOW: Final = "sloth_window"
+SLO_AVAILABILITY: Final = "availability"
+SLO_LATENCY: Final = "latency"
+#: The short window the current burn rate is read over (as Sloth).
+SLO_CURRENT_WINDOW: Final = "5m"
+
+
+def sloth_service(namespace: str, name: str) -> str:
+    """Sloth's ``service`` of a function: ``<namespace>/<name>`` (neither part holds ``/``)."""
+    return f"{namespace}/{name}"
+
+
+# --- fleet metrics (fact sheet sections 5 and 6) -------------------------------------------------
+KSM_DEPLOYMENT_LABELS: Final = "kube_deployment_labels"
+KSM_DEPLOYMENT_SPEC_REPLICAS: Final = "kube_deployment_spec_replicas"
+KSM_DEPLOYMENT_AVAILABLE: Final = "kube_deployment_status_replicas_available"
+KSM_DEPLOYMENT_UNAVAILABLE: Final = "kube_deployment_status_replicas_unavailable"
+#: kube-state-metrics' name for the ``ofobserve.io/function`` label (needs the allowlist
+#: ``--metric-labels-allowlist=deployments=[ofobserve.io/function]``).
+KSM_FUNCTION_LABEL: Final = "label_ofobserve_io_function"
+KEDA_SCALER_ERRORS: Final = "keda_scaler_detail_errors_total"
+KEDA_NAMESPACE_LABEL: Final = "exported_namespace"
+KEDA_SCALED_OBJECT_LABEL: Final = "scaledObject"
+
+# --- the ofobserve scaler's own metrics (labels ``namespace``, ``function``) ----------------------
+SCALER_SAMPLE_AGE_SECONDS: Final = "ofobserve_scaler_sample_age_seconds"

@@ -73,6 +73,10 @@ class Counter:
     metric: str
     error: str  # e.g. 'code=~"5.."'
     code_label: str = ""  # label with the HTTP status code, "" when there is none
+    # Labels of one succeeding and one failing series, as the exporter writes them: what
+    # the generated promtool tests feed the rules.
+    ok_labels: tuple[tuple[str, str], ...] = ()
+    error_labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,14 +120,26 @@ def _format_float(value: float) -> str:
 
 NATIVE = Profile(
     name=c.PROFILE_NATIVE,
-    counters=(Counter(c.NATIVE_REQUESTS_TOTAL, 'code=~"5.."', "code"),),
+    counters=(
+        Counter(
+            c.NATIVE_REQUESTS_TOTAL, 'code=~"5.."', "code", (("code", "200"),), (("code", "500"),)
+        ),
+    ),
     histograms=(Histogram(c.NATIVE_DURATION_SECONDS, 1, ()),),
     concurrency=c.NATIVE_IN_FLIGHT,
     exemplars=True,
 )
 KNATIVE_OPENCENSUS = Profile(
     name=c.PROFILE_KNATIVE,
-    counters=(Counter("revision_request_count", 'response_code_class="5xx"', "response_code"),),
+    counters=(
+        Counter(
+            "revision_request_count",
+            'response_code_class="5xx"',
+            "response_code",
+            (("response_code", "200"), ("response_code_class", "2xx")),
+            (("response_code", "503"), ("response_code_class", "5xx")),
+        ),
+    ),
     histograms=(Histogram("revision_request_latencies", 1000, KNATIVE_OPENCENSUS_BUCKETS_MS),),
     concurrency="revision_queue_depth",
 )
@@ -134,6 +150,8 @@ KNATIVE_OTEL = Profile(
             "http_server_request_duration_seconds_count",
             'http_response_status_code=~"5.."',
             "http_response_status_code",
+            (("http_response_status_code", "200"),),
+            (("http_response_status_code", "500"),),
         ),
     ),
     histograms=(Histogram("http_server_request_duration_seconds", 1, OTEL_HTTP_BUCKETS_S),),
@@ -141,12 +159,30 @@ KNATIVE_OTEL = Profile(
 )
 KEDA_HTTP = Profile(
     name=c.PROFILE_KEDA_HTTP,
-    counters=(Counter("interceptor_request_count_total", 'code=~"5.."', "code"),),
+    counters=(
+        Counter(
+            "interceptor_request_count_total",
+            'code=~"5.."',
+            "code",
+            (("code", "200"),),
+            (("code", "502"),),
+        ),
+    ),
     histograms=(Histogram("interceptor_request_duration_seconds", 1, OTEL_HTTP_BUCKETS_S),),
     concurrency="interceptor_request_concurrency",
 )
-DAPR_BINDING = Counter("dapr_component_input_binding_count", 'success="false"')
-DAPR_PUBSUB = Counter("dapr_component_pubsub_ingress_count", 'process_status!="success"')
+DAPR_BINDING = Counter(
+    "dapr_component_input_binding_count",
+    'success="false"',
+    ok_labels=(("success", "true"),),
+    error_labels=(("success", "false"),),
+)
+DAPR_PUBSUB = Counter(
+    "dapr_component_pubsub_ingress_count",
+    'process_status!="success"',
+    ok_labels=(("process_status", "success"),),
+    error_labels=(("process_status", "retry"),),
+)
 DAPR_BINDING_LATENCY = Histogram("dapr_component_input_binding_latencies", 1000, DAPR_BUCKETS_MS)
 DAPR_PUBSUB_LATENCY = Histogram("dapr_component_pubsub_ingress_latencies", 1000, DAPR_BUCKETS_MS)
 
@@ -223,8 +259,27 @@ class Queries:
         return f"(sum({errors}) or (0 * {self.request_rate(window)}))"
 
     def error_ratio(self, window: str) -> str:
-        """Share of failed requests; no result without traffic (not 0: no data is not good)."""
-        return f"({self.error_rate(window)}) / ({self.request_rate(window)})"
+        """Share of failed requests; no result without traffic (not 0: no data is not good,
+        and not NaN, which would poison every average over time)."""
+        return f"({self.error_rate(window)}) / ({self.request_rate(window)} > 0)"
+
+    def observed_rate(self, window: str) -> str:
+        """Requests per second the latency histograms saw."""
+        return (
+            "sum("
+            + self._union(
+                [f"rate({h.metric}_count{self._sel()}[{window}])" for h in self.profile.histograms]
+            )
+            + ")"
+        )
+
+    def slow_ratio(self, threshold_seconds: float, window: str) -> str:
+        """Share of requests slower than ``threshold_seconds``; no result without traffic."""
+        return f"({self.slow_rate(threshold_seconds, window)}) / ({self.observed_rate(window)} > 0)"
+
+    def up(self) -> str:
+        """The function's scrape targets (1 up, 0 down); none when nothing is scraped."""
+        return f"up{self._sel()}"
 
     def latency_quantile(self, quantile: float, window: str) -> str:
         """Latency quantile in seconds; NaN-free: no traffic gives no result."""

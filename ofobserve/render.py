@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from ofobserve.builders.monitors import build_pod_monitor
 from ofobserve.builders.patches import build_function_patch
+from ofobserve.builders.rule_tests import build_rule_tests
+from ofobserve.builders.rules import build_prometheus_rule
 from ofobserve.subject import Subject
 
 Format = Literal["yaml", "json"]
@@ -29,21 +31,36 @@ class Artifact:
 
 
 @dataclass(frozen=True)
-class ArtifactGroup:
-    name: str
-    format: Format
+class ArtifactKind:
+    """One file per function in a group, under ``<group>/<folder>/<ns>/<name>.<format>``."""
+
     build: Callable[[Subject], Any]
+    format: Format = "yaml"
+    folder: str = ""
+
+
+@dataclass(frozen=True)
+class ArtifactGroup:
+    """A top-level output folder, replaced as a whole on every render."""
+
+    name: str
+    kinds: tuple[ArtifactKind, ...]
 
 
 GROUPS: tuple[ArtifactGroup, ...] = (
-    ArtifactGroup("patches", "yaml", build_function_patch),
-    ArtifactGroup("monitors", "yaml", build_pod_monitor),
+    ArtifactGroup("patches", (ArtifactKind(build_function_patch),)),
+    ArtifactGroup("monitors", (ArtifactKind(build_pod_monitor),)),
+    ArtifactGroup(
+        "rules",
+        (ArtifactKind(build_prometheus_rule), ArtifactKind(build_rule_tests, folder="tests")),
+    ),
 )
 GROUP_NAMES: tuple[str, ...] = tuple(g.name for g in GROUPS)
 
 
-def artifact_path(group: str, namespace: str, name: str, fmt: Format) -> str:
-    return f"{group}/{namespace}/{name}.{fmt}"
+def artifact_path(group: str, kind: ArtifactKind, namespace: str, name: str) -> str:
+    folder = f"{kind.folder}/" if kind.folder else ""
+    return f"{group}/{folder}{namespace}/{name}.{kind.format}"
 
 
 def render_subject(subject: Subject, groups: Iterable[str] = GROUP_NAMES) -> Iterator[Artifact]:
@@ -53,15 +70,16 @@ def render_subject(subject: Subject, groups: Iterable[str] = GROUP_NAMES) -> Ite
     for group in GROUPS:
         if group.name not in wanted:
             continue
-        content = group.build(subject)
-        if content is not None:
-            yield Artifact(
-                path=artifact_path(group.name, f.namespace, f.name, group.format),
-                content=content,
-                format=group.format,
-                group=group.name,
-                function=f.key,
-            )
+        for kind in group.kinds:
+            content = kind.build(subject)
+            if content is not None:
+                yield Artifact(
+                    path=artifact_path(group.name, kind, f.namespace, f.name),
+                    content=content,
+                    format=kind.format,
+                    group=group.name,
+                    function=f.key,
+                )
 
 
 def render_all(subjects: Iterable[Subject], groups: Iterable[str] = GROUP_NAMES) -> list[Artifact]:

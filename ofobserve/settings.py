@@ -8,11 +8,19 @@ file order, then the Function's ``ofobserve.io/<key.path>`` annotations.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from ofobserve import conventions
@@ -25,6 +33,20 @@ Percent = Annotated[float, Field(gt=0, lt=100)]
 Ratio = Annotated[float, Field(gt=0, lt=1)]
 Seconds = Annotated[float, Field(gt=0)]
 LabelMap = dict[str, str]
+#: A PromQL range of whole minutes, hours or days, e.g. ``5m``, ``6h``, ``3d``.
+Window = Annotated[str, Field(pattern=r"^[1-9][0-9]*(m|h|d)$")]
+#: Labels every generated series and selector already owns; extra matchers cannot use them.
+RESERVED_LABELS = frozenset(
+    {"namespace", "function", "le", "quantile", "job", "instance", "severity", "alertname"}
+)
+
+
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def window_seconds(window: str) -> int:
+    """Seconds in a :data:`Window` such as ``6h``."""
+    return int(window[:-1]) * _UNIT_SECONDS[window[-1]]
 
 
 class _Section(BaseModel):
@@ -40,13 +62,42 @@ class LatencySLO(_Section):
     quantile: Ratio = 0.95
 
 
+class BurnWindow(_Section):
+    """One multi-window burn-rate alert: fire when both windows burn faster than
+    ``burnRate`` times the sustainable rate."""
+
+    long: Window
+    short: Window
+    burn_rate: Annotated[float, Field(gt=0)]
+    severity: Severity
+
+    @model_validator(mode="after")
+    def _order(self) -> BurnWindow:
+        if window_seconds(self.short) >= window_seconds(self.long):
+            raise ValueError(f"short window {self.short} must be shorter than long {self.long}")
+        return self
+
+
 class SLO(_Section):
     availability: Percent = 99.5
     latency: LatencySLO = LatencySLO()
     window: Literal["30d", "28d"] = "30d"
+    windows: tuple[BurnWindow, ...] | None = None
+    min_requests: Annotated[int, Field(ge=0)] = 100
+
+
+class Thresholds(_Section):
+    """Thresholds of the operational alerts."""
+
+    error_ratio: Ratio = 0.05
+    latency: Seconds = 1.0
+    latency_quantile: Ratio = 0.95
+    scaler_stale_after: Seconds = 120.0
 
 
 class Alerting(_Section):
+    delivery: Literal["prometheus-rule", "rule-file"] = "prometheus-rule"
+    thresholds: Thresholds = Thresholds()
     team: str = ""
     labels: LabelMap = {}
     severity_overrides: dict[str, Severity] = {}
@@ -70,6 +121,7 @@ class Scaling(_Section):
 
 
 class Grafana(_Section):
+    url: str = ""
     datasource: str = "prometheus"
     folder: str = "OpenFunction"
     delivery: Literal["json", "configmap", "grafana-operator"] = "configmap"
@@ -83,6 +135,17 @@ class SelectorLabels(_Section):
 class Monitoring(_Section):
     scrape_interval: Annotated[str, Field(pattern=r"^([0-9]+(ms|s|m|h))?$")] = ""
     keda_http_namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "keda"
+    extra_matchers: LabelMap = {}
+
+    @field_validator("extra_matchers")
+    @classmethod
+    def _label_names(cls, value: LabelMap) -> LabelMap:
+        for label in value:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
+                raise ValueError(f"{label!r} is not a valid Prometheus label name")
+            if label.startswith("__") or label in RESERVED_LABELS or label.startswith("sloth_"):
+                raise ValueError(f"label {label!r} is reserved by ofobserve's own selectors")
+        return value
 
 
 class Settings(_Section):
@@ -234,7 +297,7 @@ def _problems(exc: ValidationError, where: Location, model: type[BaseModel]) -> 
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         path = ".".join(p if not p.isdigit() else f"[{p}]" for p in loc).replace(".[", "[")
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key" + _did_you_mean(loc[-1], _keys_at(model, loc[:-1]))
         elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):

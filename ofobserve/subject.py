@@ -5,9 +5,10 @@ Pure, no I/O.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
-from ofobserve import profiles
+from ofobserve import alerts, profiles
 from ofobserve.errors import Problem
 from ofobserve.model import Function
 from ofobserve.settings import Settings
@@ -39,7 +40,28 @@ def check_subject(subject: Subject) -> list[Problem]:
 
     The latency SLO threshold must be a histogram bucket bound of the profile, or no query
     can count the requests slower than it (the native profile adds it to its buckets).
+    Severity overrides must name an alert whose severity is not set by its window.
     """
+    return _check_overrides(subject) + _check_threshold(subject)
+
+
+def _check_overrides(subject: Subject) -> list[Problem]:
+    problems = []
+    for name in subject.settings.alerting.severity_overrides:
+        if name in alerts.NAMES and name not in alerts.BURN_RATE:
+            continue
+        where = subject.function.source.at(f"settings.alerting.severityOverrides.{name}")
+        if name in alerts.BURN_RATE:
+            message = "burn-rate alerts take their severity from slo.windows"
+        else:
+            close = difflib.get_close_matches(name, alerts.NAMES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown alert {name!r}{hint}"
+        problems.append(Problem(where, message))
+    return problems
+
+
+def _check_threshold(subject: Subject) -> list[Problem]:
     threshold = subject.settings.slo.latency.threshold
     for histogram in subject.metric_profile.histograms:
         bounds = histogram.bucket_seconds()

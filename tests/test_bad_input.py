@@ -141,6 +141,93 @@ CASES = [
         ],
     ),
     Case(
+        "slo-zero",
+        {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  slo:\n    availability: 0\n"},
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.slo.availability: "
+            "Input should be greater than 0 (got 0)"
+        ],
+    ),
+    Case(
+        "slo-hundred",
+        {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  slo:\n    availability: 100\n"},
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.slo.availability: "
+            "Input should be less than 100 (got 100)"
+        ],
+    ),
+    Case(
+        "latency-threshold-not-a-bucket",
+        {
+            "fn.yaml": function(),
+            "ofobserve.yaml": "defaults:\n  slo: {latency: {threshold: 0.33}}\n",
+        },
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: fn.yaml[0] settings.slo.latency.threshold: 0.33 s is not a histogram bucket "
+            "of the knative profile (revision_request_latencies); nearest buckets: 0.3 s and "
+            "0.35 s"
+        ],
+    ),
+    Case(
+        "unknown-window-set",
+        {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  slo: {window: 7d}\n"},
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        ["error: ofobserve.yaml[0] defaults.slo.window: Input should be '30d' or '28d' (got '7d')"],
+    ),
+    Case(
+        "burn-window-order",
+        {
+            "fn.yaml": function(),
+            "ofobserve.yaml": "defaults:\n  slo:\n    windows:\n"
+            "      - {long: 5m, short: 1h, burnRate: 14.4, severity: critical}\n",
+        },
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.slo.windows[0]: "
+            "short window 1h must be shorter than long 5m"
+        ],
+    ),
+    Case(
+        "malformed-extra-matcher",
+        {
+            "fn.yaml": function(),
+            "ofobserve.yaml": "defaults:\n  monitoring: {extraMatchers: {cluster-name: prod}}\n",
+        },
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.monitoring.extraMatchers: "
+            "'cluster-name' is not a valid Prometheus label name"
+        ],
+    ),
+    Case(
+        "reserved-extra-matcher",
+        {
+            "fn.yaml": function(),
+            "ofobserve.yaml": "defaults:\n  monitoring: {extraMatchers: {namespace: prod}}\n",
+        },
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.monitoring.extraMatchers: "
+            "label 'namespace' is reserved by ofobserve's own selectors"
+        ],
+    ),
+    Case(
+        "unknown-alert-override",
+        {
+            "fn.yaml": function(),
+            "ofobserve.yaml": "defaults:\n  alerting:\n"
+            "    severityOverrides: {FunctionHighErorRate: critical}\n",
+        },
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: fn.yaml[0] settings.alerting.severityOverrides.FunctionHighErorRate: "
+            "unknown alert 'FunctionHighErorRate'; did you mean 'FunctionHighErrorRate'?"
+        ],
+    ),
+    Case(
         "unknown-profile",
         {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  profile: prometheus\n"},
         ["fn.yaml", "-c", "ofobserve.yaml"],
@@ -158,7 +245,7 @@ CASES = [
         },
         ["fn.yaml", "-c", "ofobserve.yaml"],
         [
-            "error: ofobserve.yaml[0] overrides[0].settings.scaling: Value error, "
+            "error: ofobserve.yaml[0] overrides[0].settings.scaling: "
             "maxReplicas (2) must be >= minReplicas (4)"
         ],
     ),
@@ -330,32 +417,35 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     assert message in result.stderr
 
 
-def test_refuses_to_replace_a_foreign_directory(
+def test_refuses_to_replace_a_foreign_group_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("fn.yaml").write_text(function())
-    Path("mine").mkdir()
-    Path("mine/notes.txt").write_text("precious")
-    result = run_cli("render", "fn.yaml", "-o", "mine")
+    Path("out/monitors").mkdir(parents=True)
+    Path("out/monitors/notes.txt").write_text("precious")
+    result = run_cli("render", "fn.yaml", "-o", "out")
     assert result.exit_code == 1
     assert (
-        "error: mine: refusing to replace a non-empty directory that ofobserve did not "
-        "create (no .ofobserve-output file in it)"
+        "error: out/monitors: refusing to replace a non-empty directory that ofobserve did "
+        "not create (no .ofobserve-output file in it)"
     ) in result.stderr
-    assert Path("mine/notes.txt").read_text() == "precious"
+    assert Path("out/monitors/notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in Path("out").iterdir()) == ["monitors"]
 
 
-@pytest.mark.parametrize("output", [".", "..", "./"])
-def test_output_must_name_its_own_directory(
+@pytest.mark.parametrize("output", [".", "./"])
+def test_output_into_a_shared_directory_touches_only_group_folders(
     output: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("fn.yaml").write_text(function())
-    result = run_cli("render", "fn.yaml", "-o", output)
-    assert result.exit_code == 1
-    assert "the output must name a directory of its own, e.g. -o ofobserve-out" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fn.yaml"]
+    Path("README.md").write_text("mine")
+    result = run_cli("render", "fn.yaml", "-o", output, "--only", "patches")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "fn.yaml", "patches"]
+    assert Path("README.md").read_text() == "mine"
+    assert (tmp_path / "patches" / ".ofobserve-output").is_file()
 
 
 def test_the_same_path_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -139,7 +139,7 @@ def test_merged_settings_are_validated_as_a_whole() -> None:
         resolve(config, function)
     [problem] = caught.value.problems
     assert str(problem) == (
-        "fn.yaml[0] settings.scaling: Value error, maxReplicas (3) must be >= minReplicas (5) "
+        "fn.yaml[0] settings.scaling: maxReplicas (3) must be >= minReplicas (5) "
         "(settings merged from c.yaml and annotations)"
     )
 

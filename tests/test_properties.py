@@ -11,6 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ofobserve.conventions import dashboard_uid
 from ofobserve.errors import Location
 from ofobserve.loading import build_functions, resolve_subjects
 from ofobserve.render import render_all
@@ -89,6 +90,8 @@ def test_generated_object_names_are_valid_and_unique(docs: list[dict[str, Any]])
     seen: set[tuple[str, str, str, str]] = set()
     for artifact in render_all(subjects):
         content = artifact.content
+        if "kind" not in content:  # promtool test files are not Kubernetes objects
+            continue
         meta = content["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         assert len(name) <= 253, name
@@ -134,3 +137,16 @@ def test_stream_round_trips(docs: list[dict[str, Any]]) -> None:
     ]
     lines = serialize_stream(artifacts, "json").splitlines()
     assert [json.loads(line)["content"] for line in lines] == [a.content for a in artifacts]
+
+
+_dns_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+_dns_name = st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,80}[a-z0-9])?", fullmatch=True)
+
+
+@given(st.lists(st.tuples(_dns_label, _dns_name), min_size=2, max_size=30, unique=True))
+def test_dashboard_uids_are_short_valid_and_distinct(keys: list[tuple[str, str]]) -> None:
+    uids = [dashboard_uid(ns, name) for ns, name in keys]
+    assert len(set(uids)) == len(keys)
+    for uid in uids:
+        assert len(uid) <= 40
+        assert re.fullmatch(r"[a-zA-Z0-9_-]+", uid), uid

@@ -1,0 +1,285 @@
+"""The PrometheusRules: promtool check and the generated promtool unit tests on the committed
+output, CRD validation, the recording rules evaluated by the real Prometheus, label safety."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from ofobserve import conventions as c
+from ofobserve.alerts import runbook_markdown
+from ofobserve.builders.rules import build_rule_groups
+from ofobserve.errors import Location
+from ofobserve.model import DaprIO, Function, Runtime
+from ofobserve.settings import Settings
+from ofobserve.subject import Subject
+from tests.support.exporters import Clock, Exporters, Family, StaticFamilies
+from tests.support.prometheus import PrometheusServer
+from tests.support.tools import REPO
+from tests.test_profiles import SCENARIOS
+
+RULES = REPO / "rules"
+
+
+def _rule_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.yaml") if "tests" not in p.relative_to(root).parts)
+
+
+def _plain_tree(root: Path, into: Path) -> Path:
+    """Copy ``rules/`` with each PrometheusRule replaced by its ``spec`` (what promtool reads)."""
+    for path in root.rglob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") == "PrometheusRule":
+            doc = doc["spec"]
+        out = into / path.relative_to(root)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(doc))
+    return into
+
+
+def test_every_committed_rule_file_passes_promtool_check(promtool: str, tmp_path: Path) -> None:
+    plain = _plain_tree(RULES, tmp_path)
+    files = _rule_files(plain)
+    assert len(files) == 12
+    result = subprocess.run(
+        [promtool, "check", "rules", *map(str, files)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_example_function_has_unit_tests_for_every_alert() -> None:
+    for rule_file in _rule_files(RULES):
+        rel = rule_file.relative_to(RULES)
+        tests = yaml.safe_load((RULES / "tests" / rel).read_text())
+        alerts = {
+            r["alert"]
+            for g in yaml.safe_load(rule_file.read_text())["spec"]["groups"]
+            for r in g["rules"]
+            if "alert" in r
+        }
+        fired = {
+            check["alertname"]
+            for t in tests["tests"]
+            for check in t["alert_rule_test"]
+            if check["exp_alerts"]
+        }
+        silent = {
+            check["alertname"]
+            for t in tests["tests"]
+            for check in t["alert_rule_test"]
+            if not check["exp_alerts"]
+        }
+        assert fired == alerts, f"{rel}: no firing case for {alerts - fired}"
+        assert silent == alerts, f"{rel}: no silent case for {alerts - silent}"
+        names = " ".join(t["name"] for t in tests["tests"])
+        assert "low traffic" in names
+        assert "scaled to zero" in names
+
+
+def _split_tests(plain: Path) -> list[Path]:
+    return sorted((plain / "tests").rglob("*.yaml"))
+
+
+def test_the_generated_promtool_unit_tests_pass(promtool: str, tmp_path: Path) -> None:
+    plain = _plain_tree(RULES, tmp_path)
+    files = _split_tests(plain)
+    assert len(files) == 12
+    # two processes: the suite's machine has two cores
+    half = len(files) // 2
+    procs = [
+        subprocess.Popen(
+            [promtool, "test", "rules", *map(str, chunk)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=plain,
+        )
+        for chunk in (files[:half], files[half:])
+    ]
+    for proc, chunk in zip(procs, (files[:half], files[half:]), strict=True):
+        out, _ = proc.communicate()
+        assert proc.returncode == 0, out
+        assert out.count("SUCCESS") == len(chunk)
+
+
+def test_a_wrong_expectation_makes_promtool_fail(promtool: str, tmp_path: Path) -> None:
+    """The unit tests can fail: flip one expected severity and promtool must object."""
+    plain = _plain_tree(RULES, tmp_path)
+    path = plain / "tests" / "shop" / "sync-http-function.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for test in doc["tests"]:
+        for check in test["alert_rule_test"]:
+            for alert in check["exp_alerts"]:
+                alert["exp_labels"]["severity"] = "info"
+    path.write_text(yaml.safe_dump(doc))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, cwd=plain
+    )
+    assert result.returncode != 0
+    assert 'severity="info"' in result.stdout + result.stderr
+
+
+def test_every_prometheus_rule_validates_against_its_crd(validate_cr: Any) -> None:
+    for path in _rule_files(RULES):
+        doc = yaml.safe_load(path.read_text())
+        assert doc["kind"] == "PrometheusRule"
+        assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        validate_cr(doc)
+
+
+def test_runbooks_are_generated_from_the_catalogue() -> None:
+    assert (REPO / "docs" / "alerts.md").read_text() == runbook_markdown(), "run ./dev examples"
+
+
+# --- the recording rules in the real Prometheus ----------------------------------------------
+
+
+def _subject(case: str) -> Subject:
+    scenario = next(s for s in SCENARIOS if s.name == case)
+    profile = scenario.profile.name
+    runtime = Runtime.ASYNC if profile == c.PROFILE_DAPR else Runtime.KNATIVE
+    inputs = (
+        (DaprIO("in", "c", "bindings.kafka"), DaprIO("orders", "p", "pubsub.redis", "orders"))
+        if profile == c.PROFILE_DAPR
+        else ()
+    )
+    function = Function(
+        namespace="shop",
+        name="fn",
+        api_version="core.openfunction.io/v1beta2",
+        runtime=runtime,
+        source=Location("test.yaml", 0),
+        inputs=inputs,
+    )
+    settings = Settings.model_validate(
+        {
+            "profile": profile,
+            "knativeMetrics": "otel" if case == "knative-otel" else "opencensus",
+            "monitoring": {"extraMatchers": {"case": case}},
+        }
+    )
+    return Subject(function, settings)
+
+
+def _kube_state(clock: Clock) -> list[Family]:
+    owned = {"namespace": "shop", "deployment": "serving-x-deployment-v1-abcde"}
+    labels = Family(c.KSM_DEPLOYMENT_LABELS, "gauge").add({**owned, c.KSM_FUNCTION_LABEL: "fn"}, 1)
+    return [
+        labels,
+        Family(c.KSM_DEPLOYMENT_SPEC_REPLICAS, "gauge").add(owned, 3),
+        Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge").add(owned, 2),
+        Family(c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge").add(owned, 1),
+    ]
+
+
+@pytest.fixture(scope="module")
+def recorded(
+    prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PrometheusServer, dict[str, list[dict[str, Any]]]]]:
+    """Every profile's exporter (plus kube-state-metrics series) scraped as its own job with
+    a ``case`` label, and every profile's rules loaded, told apart by that extra matcher."""
+    workdir = tmp_path_factory.mktemp("rules")
+    clock = Clock()
+    exporters, jobs, rule_files, groups = Exporters(), [], [], {}
+    for scenario in SCENARIOS:
+        registry = CollectorRegistry()
+        registry.register(StaticFamilies(scenario.families(clock) + _kube_state(clock)))
+        address = exporters.serve(registry)
+        jobs.append(
+            {
+                "job_name": scenario.name,
+                "honor_labels": True,
+                "static_configs": [{"targets": [address], "labels": {"case": scenario.name}}],
+            }
+        )
+        groups[scenario.name] = build_rule_groups(_subject(scenario.name))
+        path = workdir / f"{scenario.name}.yaml"
+        path.write_text(yaml.safe_dump({"groups": groups[scenario.name]}))
+        rule_files.append(str(path))
+    prometheus.configure(jobs, rule_files)
+    try:
+        for scenario in SCENARIOS:
+            prometheus.wait_for(f'count_over_time(up{{job="{scenario.name}"}}[30s]) >= 7')
+        yield prometheus, groups
+    finally:
+        exporters.close()
+        prometheus.configure([])
+
+
+@pytest.mark.parametrize("case", [s.name for s in SCENARIOS])
+def test_every_recording_rule_records_with_its_labels(
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]], case: str
+) -> None:
+    server, groups = recorded
+    for group in groups[case]:
+        for rule in group["rules"]:
+            if "record" not in rule:
+                continue
+            want = rule["labels"]
+            selector = ",".join(f'{k}="{v}"' for k, v in sorted(want.items()))
+            result = server.wait_for(f'{{__name__="{rule["record"]}",{selector}}}', timeout=20)
+            assert result, f"{case}: {rule['record']} {want} never recorded"
+            assert len(result) == 1, result
+            labels = result[0]["metric"]
+            assert {k: labels.get(k) for k in want} == want
+
+
+def test_recorded_values_follow_the_traffic(
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
+) -> None:
+    """Scenario traffic: 10 % of requests fail, 10 % slower than 0.5 s; 3 replicas, 1 down."""
+    server, _ = recorded
+    sel = 'namespace="shop",function="fn",case="ofobserve"'
+
+    def value(expr: str) -> float:
+        return float(server.wait_for(expr)[0]["value"][1])
+
+    assert value(f"{c.record_error_ratio('5m')}{{{sel}}}") == pytest.approx(0.1, rel=0.2)
+    sli = c.slo_sli_error("5m")
+    assert value(f'{sli}{{{sel},sloth_slo="availability"}}') == pytest.approx(0.1, rel=0.2)
+    assert value(f'{sli}{{{sel},sloth_slo="latency"}}') == pytest.approx(0.1, rel=0.2)
+    assert value(f"{c.RECORD_REPLICAS_DESIRED}{{{sel}}}") == 3
+    assert value(f"{c.RECORD_REPLICAS_UNAVAILABLE}{{{sel}}}") == 1
+    budget = value(f'{c.SLO_ERROR_BUDGET}{{{sel},sloth_slo="availability"}}')
+    assert budget == pytest.approx(0.005)
+    burn = value(f'{c.SLO_CURRENT_BURN_RATE}{{{sel},sloth_slo="availability"}}')
+    assert burn == pytest.approx(0.1 / 0.005, rel=0.2)
+
+
+# --- labels are safe ----------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
+def test_no_extra_matcher_value_can_alter_an_expression(
+    promtool: str, tmp_path: Path, value: str
+) -> None:
+    """Quotes, backslashes, braces, newlines: promtool parses every generated expression, and
+    the value reads back as the one label value of the recorded series."""
+    subject = _subject("ofobserve")
+    settings = subject.settings.model_copy(
+        update={
+            "monitoring": subject.settings.monitoring.model_copy(
+                update={"extra_matchers": {"cluster": value}}
+            )
+        }
+    )
+    groups = build_rule_groups(Subject(subject.function, settings))
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}, allow_unicode=True))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{value!r}: {result.stdout}{result.stderr}"
+    for group in groups:
+        for rule in group["rules"]:
+            if "record" in rule:
+                assert rule["labels"]["cluster"] == value
