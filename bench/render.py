@@ -10,6 +10,7 @@ tool reading manifests pays. Not part of the test suite.
 from __future__ import annotations
 
 import io
+import json
 import sys
 import tempfile
 import time
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from ofobserve.loading import load_config, load_subjects
+from ofobserve.builders.dashboards import function_dashboard
+from ofobserve.grafana import build_dashboard_json
+from ofobserve.loading import load_subjects
 from ofobserve.output import write_tree
-from ofobserve.render import render_all
+from ofobserve.render import GROUP_NAMES, render_all
 from ofobserve.serialize import serialize_tree
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ofobserve.yaml"
@@ -76,13 +79,11 @@ def _timed(fn, *args):  # type: ignore[no-untyped-def]
 def bench(n: int) -> None:
     text = synthetic_manifests(n)
     _, parse = _timed(lambda: list(yaml.load_all(text, Loader=LOADER)))
-    config = load_config(str(EXAMPLE_CONFIG))
-    del config
     subjects, load = _timed(lambda: load_subjects(["-"], str(EXAMPLE_CONFIG), io.StringIO(text)))
     artifacts, build = _timed(render_all, subjects)
     files, ser = _timed(serialize_tree, artifacts)
     with tempfile.TemporaryDirectory() as tmp:
-        _, write = _timed(write_tree, f"{tmp}/out", files)
+        _, write = _timed(write_tree, f"{tmp}/out", files, GROUP_NAMES)
     total = load + build + ser + write
     print(f"N={n:>6}  functions, {len(files)} files")
     print(
@@ -99,10 +100,30 @@ def bench(n: int) -> None:
     )
 
 
+def bench_dashboards(n: int) -> None:
+    """Dashboards alone: specs from the profiles, then grafanalib and the post-processing;
+    the baseline is ``json.dumps`` of the very dashboards built (the floor of any
+    JSON-producing builder)."""
+    subjects = load_subjects(["-"], str(EXAMPLE_CONFIG), io.StringIO(synthetic_manifests(n)))
+    specs, spec_time = _timed(lambda: [function_dashboard(s) for s in subjects])
+    dashboards, json_time = _timed(lambda: [build_dashboard_json(spec) for spec in specs])
+    _, dump = _timed(lambda: [json.dumps(d, sort_keys=True, indent=2) for d in dashboards])
+    total = spec_time + json_time
+    print(f"N={n:>6}  dashboards")
+    print(
+        f"  specs {spec_time:7.3f} s   grafanalib+post-processing {json_time:7.3f} s   "
+        f"total {total:7.3f} s   {n / total:8.0f} dashboards/s"
+    )
+    print(
+        f"  baseline: json.dumps of the same dashboards {dump:7.3f} s; build = {total / dump:5.1f}x"
+    )
+
+
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [100, 1000]
     for n in sizes:
         bench(n)
+    bench_dashboards(max(sizes))
 
 
 if __name__ == "__main__":

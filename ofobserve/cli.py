@@ -18,10 +18,11 @@ import click
 
 from ofobserve import __version__
 from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput
-from ofobserve.loading import build_functions, load_config, load_subjects, resolve_subjects
+from ofobserve.loading import build_functions, load_config, load_inputs, resolve_subjects
 from ofobserve.output import compare_tree, write_tree
-from ofobserve.render import GROUP_NAMES, Artifact, Format, render_subject
+from ofobserve.render import GROUP_NAMES, Artifact, Format, render_fleet, render_subject
 from ofobserve.serialize import serialize_stream, serialize_tree
+from ofobserve.settings import Settings, fleet_settings
 from ofobserve.subject import Subject
 
 log = logging.getLogger("ofobserve")
@@ -102,7 +103,8 @@ def _input_options(command: F) -> F:
 
 def _load(
     paths: Sequence[str], config_path: str | None, from_cluster: bool, namespace: str | None
-) -> list[Subject]:
+) -> tuple[list[Subject], Settings]:
+    """The subjects, and the fleet's settings (the config's ``defaults:``)."""
     if from_cluster and paths:
         raise click.UsageError("give either PATHS or --from-cluster, not both")
     if namespace and not from_cluster:
@@ -110,12 +112,13 @@ def _load(
     if not from_cluster and not paths:
         raise click.UsageError("no input: give PATHS (files, directories or -) or --from-cluster")
     if not from_cluster:
-        return load_subjects(paths, config_path)
+        config, subjects = load_inputs(paths, config_path)
+        return subjects, fleet_settings(config)
     from ofobserve.cluster import load_cluster_documents
 
     config = load_config(config_path)
     documents, refs = load_cluster_documents(namespace)
-    return resolve_subjects(build_functions(documents, refs), config)
+    return resolve_subjects(build_functions(documents, refs), config), fleet_settings(config)
 
 
 @main.command()
@@ -173,9 +176,10 @@ def render(
     if check and output == "-":
         raise click.UsageError("--check compares against a directory; it cannot use -o -")
     with _errors():
-        subjects = _load(paths, config_path, from_cluster, namespace)
+        subjects, fleet = _load(paths, config_path, from_cluster, namespace)
         chosen = groups or GROUP_NAMES
         artifacts = [a for s in _progress(subjects) for a in render_subject(s, chosen)]
+        artifacts += render_fleet(fleet, chosen)
         artifacts.sort(key=lambda a: a.path)
         if output == "-":
             click.echo(serialize_stream(artifacts, stream_format), nl=False)
@@ -202,7 +206,7 @@ def validate(
     PATHS are files, directories (searched for *.yaml and *.yml) or - for stdin.
     """
     with _errors():
-        subjects = _load(paths, config_path, from_cluster, namespace)
+        subjects, _fleet = _load(paths, config_path, from_cluster, namespace)
         log.info("%d function(s) valid", len(subjects))
 
 

@@ -158,3 +158,54 @@ KEDA_SCALED_OBJECT_LABEL: Final = "scaledObject"
 
 # --- the ofobserve scaler's own metrics (labels ``namespace``, ``function``) ----------------------
 SCALER_SAMPLE_AGE_SECONDS: Final = "ofobserve_scaler_sample_age_seconds"
+#: The scaler's own metrics. Gauges unless noted; all carry ``namespace`` and ``function``
+#: except the gRPC ones. ``ofobserve scaler`` must emit exactly these names.
+SCALER_DESIRED_REPLICAS: Final = "ofobserve_scaler_desired_replicas"
+SCALER_METRIC_VALUE: Final = "ofobserve_scaler_metric_value"  # + ``metric``: sent to KEDA
+SCALER_METRIC_TARGET: Final = "ofobserve_scaler_metric_target"  # + ``metric``
+SCALER_ACTIVE: Final = "ofobserve_scaler_active"
+SCALER_PANIC_MODE: Final = "ofobserve_scaler_panic_mode"
+SCALER_OBSERVED_CONCURRENCY: Final = "ofobserve_scaler_observed_concurrency"
+SCALER_OBSERVED_LATENCY_SECONDS: Final = "ofobserve_scaler_observed_latency_seconds"
+#: Counter, + ``source`` (``prometheus`` or ``direct``) and ``reason``.
+SCALER_SOURCE_ERRORS_TOTAL: Final = "ofobserve_scaler_source_errors_total"
+#: Histogram of one source read, + ``source``.
+SCALER_SOURCE_DURATION_SECONDS: Final = "ofobserve_scaler_source_request_duration_seconds"
+#: The gRPC server metrics, named as go-grpc-prometheus and py-grpc-prometheus name them:
+#: counter ``grpc_server_handled_total{grpc_service,grpc_method,grpc_type,grpc_code}`` and
+#: histogram ``grpc_server_handling_seconds{grpc_service,grpc_method,grpc_type}``.
+GRPC_SERVER_HANDLED_TOTAL: Final = "grpc_server_handled_total"
+GRPC_SERVER_HANDLING_SECONDS: Final = "grpc_server_handling_seconds"
+
+# --- fleet metrics the dashboards read (fact sheet sections 5 and 6) ---------------------------
+KSM_POD_LABELS: Final = "kube_pod_labels"
+KSM_CONTAINER_REQUESTS: Final = "kube_pod_container_resource_requests"
+KSM_CONTAINER_LIMITS: Final = "kube_pod_container_resource_limits"
+KSM_HPA_DESIRED: Final = "kube_horizontalpodautoscaler_status_desired_replicas"
+KSM_HPA_MIN: Final = "kube_horizontalpodautoscaler_spec_min_replicas"
+KSM_HPA_MAX: Final = "kube_horizontalpodautoscaler_spec_max_replicas"
+KSM_HPA_LABEL: Final = "horizontalpodautoscaler"
+CADVISOR_CPU_SECONDS_TOTAL: Final = "container_cpu_usage_seconds_total"
+CADVISOR_MEMORY_WORKING_SET: Final = "container_memory_working_set_bytes"
+KEDA_SCALER_VALUE: Final = "keda_scaler_metrics_value"
+KEDA_SCALER_ACTIVE: Final = "keda_scaler_active"
+
+
+def keda_hpa_name(scaled_object: str) -> str:
+    """The HPA KEDA creates for a ScaledObject (KEDA's ``getDefaultHpaName``)."""
+    return f"keda-hpa-{scaled_object}"
+
+
+# --- Grafana delivery ----------------------------------------------------------------------------
+#: Label the kube-prometheus-stack Grafana sidecar looks for, and its value.
+GRAFANA_SIDECAR_LABEL: Final = "grafana_dashboard"
+GRAFANA_SIDECAR_VALUE: Final = "1"
+#: Annotation naming the folder (the sidecar's ``folderAnnotation``).
+GRAFANA_FOLDER_ANNOTATION: Final = "grafana_folder"
+DASHBOARD_TAG: Final = "ofobserve"
+FUNCTION_DASHBOARD_TAG: Final = "ofobserve-function"
+OVERVIEW_DASHBOARD_UID: Final = "ofobserve-overview"
+SCALER_DASHBOARD_UID: Final = "ofobserve-scaler"
+#: Recorded info series (value 1) that maps a function to its dashboard uid.
+RECORD_DASHBOARD_INFO: Final = f"{RECORD_LEVEL}:dashboard:info"
+DASHBOARD_UID_LABEL: Final = "dashboard_uid"

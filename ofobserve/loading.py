@@ -122,6 +122,13 @@ def load_subjects(
     paths: Iterable[str], config_path: str | None, stdin: IO[str] | None = None
 ) -> list[Subject]:
     """Files to subjects: config, documents, functions, settings; every problem at once."""
+    return load_inputs(paths, config_path, stdin)[1]
+
+
+def load_inputs(
+    paths: Iterable[str], config_path: str | None, stdin: IO[str] | None = None
+) -> tuple[Config, list[Subject]]:
+    """The config and the subjects, as :func:`load_subjects`."""
     problems: list[Problem] = []
     config = Config()
     try:
@@ -134,7 +141,7 @@ def load_subjects(
         raise InvalidInput(problems + list(exc.problems)) from None
     if problems:
         raise InvalidInput(problems)
-    return resolve_subjects(functions, config)
+    return config, resolve_subjects(functions, config)
 
 
 # --- reading ----------------------------------------------------------------------------------

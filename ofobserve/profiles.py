@@ -73,6 +73,8 @@ class Counter:
     metric: str
     error: str  # e.g. 'code=~"5.."'
     code_label: str = ""  # label with the HTTP status code, "" when there is none
+    # Label that tells failures apart on a dashboard: the status code, else the component.
+    detail_label: str = ""
     # Labels of one succeeding and one failing series, as the exporter writes them: what
     # the generated promtool tests feed the rules.
     ok_labels: tuple[tuple[str, str], ...] = ()
@@ -109,6 +111,7 @@ class Profile:
     histograms: tuple[Histogram, ...]
     concurrency: str | None  # gauge of in-flight or queued requests
     exemplars: bool = False
+    cold_starts: str | None = None  # counter of first invocations per process
 
 
 def _format_float(value: float) -> str:
@@ -122,12 +125,18 @@ NATIVE = Profile(
     name=c.PROFILE_NATIVE,
     counters=(
         Counter(
-            c.NATIVE_REQUESTS_TOTAL, 'code=~"5.."', "code", (("code", "200"),), (("code", "500"),)
+            c.NATIVE_REQUESTS_TOTAL,
+            'code=~"5.."',
+            "code",
+            "code",
+            (("code", "200"),),
+            (("code", "500"),),
         ),
     ),
     histograms=(Histogram(c.NATIVE_DURATION_SECONDS, 1, ()),),
     concurrency=c.NATIVE_IN_FLIGHT,
     exemplars=True,
+    cold_starts=c.NATIVE_COLD_STARTS_TOTAL,
 )
 KNATIVE_OPENCENSUS = Profile(
     name=c.PROFILE_KNATIVE,
@@ -135,6 +144,7 @@ KNATIVE_OPENCENSUS = Profile(
         Counter(
             "revision_request_count",
             'response_code_class="5xx"',
+            "response_code",
             "response_code",
             (("response_code", "200"), ("response_code_class", "2xx")),
             (("response_code", "503"), ("response_code_class", "5xx")),
@@ -150,6 +160,7 @@ KNATIVE_OTEL = Profile(
             "http_server_request_duration_seconds_count",
             'http_response_status_code=~"5.."',
             "http_response_status_code",
+            "http_response_status_code",
             (("http_response_status_code", "200"),),
             (("http_response_status_code", "500"),),
         ),
@@ -164,6 +175,7 @@ KEDA_HTTP = Profile(
             "interceptor_request_count_total",
             'code=~"5.."',
             "code",
+            "code",
             (("code", "200"),),
             (("code", "502"),),
         ),
@@ -174,12 +186,14 @@ KEDA_HTTP = Profile(
 DAPR_BINDING = Counter(
     "dapr_component_input_binding_count",
     'success="false"',
+    detail_label="component",
     ok_labels=(("success", "true"),),
     error_labels=(("success", "false"),),
 )
 DAPR_PUBSUB = Counter(
     "dapr_component_pubsub_ingress_count",
     'process_status!="success"',
+    detail_label="topic",
     ok_labels=(("process_status", "success"),),
     error_labels=(("process_status", "retry"),),
 )
@@ -228,6 +242,11 @@ class Queries:
         parts = [matcher(c.NAMESPACE_LABEL, namespace), matcher(c.FUNCTION_LABEL, name)]
         parts += [matcher(k, v) for k, v in sorted((extra or {}).items())]
         return cls(prof, ",".join(parts))
+
+    def narrowed(self, *matchers: str) -> Queries:
+        """The same queries with more (already rendered) matchers, e.g. a dashboard's
+        ``instance=~"$instance"``."""
+        return Queries(self.profile, ",".join([self.selector, *matchers]))
 
     def _sel(self, *more: str) -> str:
         return "{" + ",".join([self.selector, *[m for m in more if m]]) + "}"
@@ -300,6 +319,40 @@ class Queries:
                 f"sum(rate({h.metric}_bucket{self._sel(le)}[{window}])))"
             )
         return parts[0] if len(parts) == 1 else "sum(" + self._union(parts) + ")"
+
+    def requests_by_class(self, window: str) -> str | None:
+        """Requests per second by status-code class (``code_class`` = ``2xx``, ``5xx``, ...);
+        ``None`` when the profile's counters carry no status code."""
+        parts = [
+            f'label_replace(rate({ctr.metric}{self._sel()}[{window}]), "code_class", "${{1}}xx", '
+            f'"{ctr.code_label}", "(.).*")'
+            for ctr in self.profile.counters
+            if ctr.code_label
+        ]
+        return f"sum by (code_class) ({self._union(parts)})" if parts else None
+
+    def errors_by_detail(self, window: str) -> str:
+        """Failed requests per second by ``detail``: the status code, or the Dapr component
+        or topic."""
+        parts = [
+            f'label_replace(rate({ctr.metric}{self._sel(ctr.error)}[{window}]), "detail", "$1", '
+            f'"{ctr.detail_label}", "(.*)")'
+            for ctr in self.profile.counters
+        ]
+        return f"sum by (detail) ({self._union(parts)})"
+
+    def latency_buckets(self, window: str) -> str:
+        """Bucket rates by ``le`` (in the histogram's own unit), for a heatmap."""
+        buckets = self._union(
+            [f"rate({h.metric}_bucket{self._sel()}[{window}])" for h in self.profile.histograms]
+        )
+        return f"sum by (le) ({buckets})"
+
+    def cold_starts(self, window: str) -> str | None:
+        """Cold starts in ``window``, or ``None`` if the profile does not count them."""
+        if self.profile.cold_starts is None:
+            return None
+        return f"sum(increase({self.profile.cold_starts}{self._sel()}[{window}]))"
 
     def concurrency(self) -> str | None:
         """In-flight (or queued) requests across replicas, or ``None`` if the profile has none."""

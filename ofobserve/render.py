@@ -10,10 +10,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ofobserve.builders.dashboards import build_dashboard_file, build_dashboard_resource
+from ofobserve.builders.fleet_dashboards import (
+    build_overview_file,
+    build_overview_resource,
+    build_scaler_file,
+    build_scaler_resource,
+)
 from ofobserve.builders.monitors import build_pod_monitor
 from ofobserve.builders.patches import build_function_patch
 from ofobserve.builders.rule_tests import build_rule_tests
 from ofobserve.builders.rules import build_prometheus_rule
+from ofobserve.settings import Settings
 from ofobserve.subject import Subject
 
 Format = Literal["yaml", "json"]
@@ -40,11 +48,22 @@ class ArtifactKind:
 
 
 @dataclass(frozen=True)
+class FleetKind:
+    """One file for all functions, at ``<group>/<name>.<format>``, built from the fleet's
+    settings (the config's ``defaults:``)."""
+
+    name: str
+    build: Callable[[Settings], Any]
+    format: Format = "yaml"
+
+
+@dataclass(frozen=True)
 class ArtifactGroup:
     """A top-level output folder, replaced as a whole on every render."""
 
     name: str
     kinds: tuple[ArtifactKind, ...]
+    fleet: tuple[FleetKind, ...] = ()
 
 
 GROUPS: tuple[ArtifactGroup, ...] = (
@@ -53,6 +72,16 @@ GROUPS: tuple[ArtifactGroup, ...] = (
     ArtifactGroup(
         "rules",
         (ArtifactKind(build_prometheus_rule), ArtifactKind(build_rule_tests, folder="tests")),
+    ),
+    ArtifactGroup(
+        "dashboards",
+        (ArtifactKind(build_dashboard_file, format="json"), ArtifactKind(build_dashboard_resource)),
+        (
+            FleetKind("ofobserve-overview", build_overview_file, "json"),
+            FleetKind("ofobserve-overview", build_overview_resource),
+            FleetKind("ofobserve-scaler", build_scaler_file, "json"),
+            FleetKind("ofobserve-scaler", build_scaler_resource),
+        ),
     ),
 )
 GROUP_NAMES: tuple[str, ...] = tuple(g.name for g in GROUPS)
@@ -82,8 +111,27 @@ def render_subject(subject: Subject, groups: Iterable[str] = GROUP_NAMES) -> Ite
                 )
 
 
-def render_all(subjects: Iterable[Subject], groups: Iterable[str] = GROUP_NAMES) -> list[Artifact]:
-    """Every artifact of every function, sorted by path."""
+def render_fleet(settings: Settings, groups: Iterable[str] = GROUP_NAMES) -> Iterator[Artifact]:
+    """The artifacts that span every function (the overview and scaler dashboards)."""
+    wanted = set(groups)
+    for group in GROUPS:
+        if group.name not in wanted:
+            continue
+        for kind in group.fleet:
+            content = kind.build(settings)
+            if content is not None:
+                path = f"{group.name}/{kind.name}.{kind.format}"
+                yield Artifact(path=path, content=content, format=kind.format, group=group.name)
+
+
+def render_all(
+    subjects: Iterable[Subject],
+    groups: Iterable[str] = GROUP_NAMES,
+    fleet: Settings | None = None,
+) -> list[Artifact]:
+    """Every artifact of every function, then the fleet's (``fleet``: its settings, by
+    default the built-in ones), sorted by path."""
     chosen = tuple(groups)
     artifacts = [a for s in subjects for a in render_subject(s, chosen)]
+    artifacts += render_fleet(fleet or Settings(), chosen)
     return sorted(artifacts, key=lambda a: a.path)

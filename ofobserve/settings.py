@@ -120,11 +120,29 @@ class Scaling(_Section):
         return self
 
 
+class LogsLink(_Section):
+    """Where the dashboard's "Logs" link opens Grafana Explore."""
+
+    kind: Literal["loki", "elasticsearch", "none"] = "loki"
+    datasource: str = "loki"  # the datasource uid
+
+
+class TracesLink(_Section):
+    """Where the dashboard's "Traces" link opens Grafana Explore."""
+
+    kind: Literal["jaeger", "tempo", "none"] = "jaeger"
+    datasource: str = "jaeger"  # the datasource uid
+
+
 class Grafana(_Section):
     url: str = ""
     datasource: str = "prometheus"
     folder: str = "OpenFunction"
     delivery: Literal["json", "configmap", "grafana-operator"] = "configmap"
+    namespace: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")] = ""
+    instance_selector: LabelMap = {"dashboards": "grafana"}
+    logs: LogsLink = LogsLink()
+    traces: TracesLink = TracesLink()
 
 
 class SelectorLabels(_Section):
@@ -248,6 +266,12 @@ def resolve(config: Config, function: Function) -> Settings:
             Problem(p.location, p.message + note)
             for p in _problems(exc, function.source.at("settings"), Settings)
         ) from None
+
+
+def fleet_settings(config: Config) -> Settings:
+    """Settings of what spans every function (the overview and scaler dashboards): the
+    config file's ``defaults:`` alone, already validated by :func:`parse_config`."""
+    return Settings.model_validate(config.defaults)
 
 
 def annotation_settings(function: Function) -> tuple[dict[str, Any], list[Problem]]:

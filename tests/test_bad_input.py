@@ -150,6 +150,46 @@ CASES = [
         ],
     ),
     Case(
+        "latency-threshold-zero",
+        {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  slo: {latency: {threshold: 0}}\n"},
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.slo.latency.threshold: "
+            "Input should be greater than 0 (got 0)"
+        ],
+    ),
+    Case(
+        "latency-threshold-negative",
+        {
+            "fn.yaml": function(
+                extra_meta="  annotations:\n    ofobserve.io/slo.latency.threshold: '-0.5'\n"
+            )
+        },
+        ["fn.yaml"],
+        [
+            'error: fn.yaml[0] metadata.annotations."ofobserve.io/slo.latency.threshold": '
+            "Input should be greater than 0 (got '-0.5')"
+        ],
+    ),
+    Case(
+        "unknown-dashboard-delivery",
+        {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  grafana: {delivery: helm}\n"},
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.grafana.delivery: Input should be 'json', "
+            "'configmap' or 'grafana-operator' (got 'helm')"
+        ],
+    ),
+    Case(
+        "unknown-logs-backend",
+        {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  grafana: {logs: {kind: splunk}}\n"},
+        ["fn.yaml", "-c", "ofobserve.yaml"],
+        [
+            "error: ofobserve.yaml[0] defaults.grafana.logs.kind: Input should be 'loki', "
+            "'elasticsearch' or 'none' (got 'splunk')"
+        ],
+    ),
+    Case(
         "slo-hundred",
         {"fn.yaml": function(), "ofobserve.yaml": "defaults:\n  slo:\n    availability: 100\n"},
         ["fn.yaml", "-c", "ofobserve.yaml"],

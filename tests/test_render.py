@@ -13,7 +13,10 @@ from tests.support.tools import REPO
 
 #: Where the committed renders of examples/ live, and which groups each holds (DESIGN.md:
 #: rules/ and dashboards/ at the top level; ./dev examples writes them all).
-COMMITTED = ((REPO, ("rules",)), (REPO / "examples" / "rendered", ("patches", "monitors")))
+COMMITTED = (
+    (REPO, ("rules", "dashboards")),
+    (REPO / "examples" / "rendered", ("patches", "monitors")),
+)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -48,26 +51,20 @@ def test_committed_example_output_has_not_drifted(root: Path, groups: tuple[str,
 
 
 def test_check_catches_a_one_byte_change_in_every_file(rendered_examples: Path) -> None:
+    """One byte flipped near the end of every file: --check names each of them."""
     files = sorted(
         p for p in rendered_examples.rglob("*") if p.is_file() and p.name != ".ofobserve-output"
     )
     for path in files:
         original = path.read_bytes()
         path.write_bytes(original[:-2] + bytes([original[-2] ^ 1]) + original[-1:])
-        result = run_cli(
-            "render",
-            str(EXAMPLES),
-            "-c",
-            str(EXAMPLE_CONFIG),
-            "-o",
-            str(rendered_examples),
-            "--check",
-        )
-        path.write_bytes(original)
-        rel = path.relative_to(rendered_examples).as_posix()
-        assert result.exit_code == 1, rel
-        assert f"drifted: {rendered_examples}/{rel}" in result.stderr
-        assert "1 file(s) differ" in result.stderr
+    result = run_cli(
+        "render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", str(rendered_examples), "--check"
+    )
+    assert result.exit_code == 1
+    drifted = {line.removeprefix("drifted: ") for line in result.stderr.splitlines()}
+    assert {str(p) for p in files} <= drifted
+    assert f"{len(files)} file(s) differ" in result.stderr
 
 
 def test_check_reports_missing_and_extra_files(rendered_examples: Path) -> None:
@@ -86,6 +83,9 @@ def test_render_replaces_previous_output(rendered_examples: Path, tmp_path: Path
     single.write_text((EXAMPLES / "hello-world.yaml").read_text())
     assert run_cli("render", str(single), "-o", str(rendered_examples)).exit_code == 0
     assert sorted(p for p in _tree(rendered_examples) if not p.endswith(".ofobserve-output")) == [
+        "dashboards/default/hello-world.yaml",
+        "dashboards/ofobserve-overview.yaml",
+        "dashboards/ofobserve-scaler.yaml",
         "monitors/default/hello-world.yaml",
         "patches/default/hello-world.yaml",
         "rules/default/hello-world.yaml",
@@ -98,11 +98,11 @@ def test_render_replaces_previous_output(rendered_examples: Path, tmp_path: Path
 def test_yaml_stream_matches_the_files(rendered_examples: Path) -> None:
     result = run_cli("render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", "-")
     assert result.exit_code == 0
-    docs = list(yaml.safe_load_all(result.stdout))
+    docs = list(yaml.load_all(result.stdout, Loader=yaml.CSafeLoader))
     files = {
-        rel: yaml.safe_load(data)
+        rel: yaml.load(data, Loader=yaml.CSafeLoader)  # JSON is YAML too
         for rel, data in _tree(rendered_examples).items()
-        if rel.endswith(".yaml")
+        if rel.endswith((".yaml", ".json"))
     }
     assert docs == [files[rel] for rel in sorted(files)]
     assert "# Source: monitors/default/hello-world.yaml" in result.stdout
@@ -138,11 +138,22 @@ def test_summary_table_lists_functions_and_artifacts() -> None:
     result = run_cli("render", str(EXAMPLES), "-c", str(EXAMPLE_CONFIG), "-o", "-")
     lines = result.stderr.splitlines()
     header = next(line for line in lines if line.startswith("FUNCTION"))
-    assert header.split() == ["FUNCTION", "RUNTIME", "PROFILE", "patches", "monitors", "rules"]
+    assert header.split() == [
+        "FUNCTION",
+        "RUNTIME",
+        "PROFILE",
+        "patches",
+        "monitors",
+        "rules",
+        "dashboards",
+    ]
     row = next(line for line in lines if line.startswith("shop/sync-http-function"))
-    assert row.split() == ["shop/sync-http-function", "knative", "ofobserve", "yes", "yes", "yes"]
+    assert row.split() == ["shop/sync-http-function", "knative", "ofobserve"] + ["yes"] * 4
     keda = next(line for line in lines if line.startswith("default/keda-http-function"))
-    assert keda.split() == ["default/keda-http-function", "keda", "keda-http", "yes", "-", "yes"]
+    assert (
+        keda.split()
+        == ["default/keda-http-function", "keda", "keda-http", "yes", "-"] + ["yes"] * 2
+    )
 
 
 def test_quiet_suppresses_notes_and_summary() -> None:

@@ -123,6 +123,8 @@ def build_recordings(ctx: RuleContext) -> list[Rule]:
     if concurrency is not None:
         rules.append(_record(c.RECORD_IN_FLIGHT, concurrency, ident))
     f = ctx.subject.function
+    uid = {c.DASHBOARD_UID_LABEL: c.dashboard_uid(f.namespace, f.name)}
+    rules.append(_record(c.RECORD_DASHBOARD_INFO, "vector(1)", {**ident, **uid}))
     owned = (
         f" * on ({c.NAMESPACE_LABEL}, deployment) "
         f"{c.KSM_DEPLOYMENT_LABELS}{ctx.ksm_sel(**{c.KSM_FUNCTION_LABEL: f.name})}"
@@ -355,27 +357,35 @@ def scaled_object_names(subject: Subject) -> tuple[str, ...]:
     return tuple(sorted(n for n in names if n))
 
 
-def _scaler_errors(ctx: RuleContext) -> str:
-    f = ctx.subject.function
-    s = ctx.subject.settings
+def keda_selector(subject: Subject) -> str:
+    """``{exported_namespace=…,scaledObject=~"…",extra…}``: KEDA's series of the function."""
     keda = {
-        c.KEDA_NAMESPACE_LABEL: f.namespace,
-        **s.monitoring.extra_matchers,
+        c.KEDA_NAMESPACE_LABEL: subject.function.namespace,
+        **subject.settings.monitoring.extra_matchers,
     }
-    keda_sel = ",".join(
-        [matcher(k, v) for k, v in keda.items()]
-        + [
-            matcher(
-                c.KEDA_SCALED_OBJECT_LABEL,
-                "|".join(_regex_literal(n) for n in scaled_object_names(ctx.subject)),
-                "=~",
-            )
-        ]
-    )
+    names = "|".join(regex_literal(n) for n in scaled_object_names(subject))
+    parts = [matcher(k, v) for k, v in keda.items()]
+    return "{" + ",".join([*parts, matcher(c.KEDA_SCALED_OBJECT_LABEL, names, "=~")]) + "}"
+
+
+def hpa_selector(subject: Subject) -> str:
+    """kube-state-metrics' selector of the HPAs KEDA made for the function."""
+    names = "|".join(regex_literal(c.keda_hpa_name(n)) for n in scaled_object_names(subject))
+    labels = {
+        c.NAMESPACE_LABEL: subject.function.namespace,
+        **subject.settings.monitoring.extra_matchers,
+    }
+    parts = [matcher(k, v) for k, v in labels.items()]
+    return "{" + ",".join([*parts, matcher(c.KSM_HPA_LABEL, names, "=~")]) + "}"
+
+
+def _scaler_errors(ctx: RuleContext) -> str:
+    s = ctx.subject.settings
+    keda_sel = keda_selector(ctx.subject)
     op = c.OPERATIONAL_WINDOW
     stale = slo.plain(s.alerting.thresholds.scaler_stale_after)
     return (
-        f"label_replace(sum(rate({c.KEDA_SCALER_ERRORS}{{{keda_sel}}}[{op}])) > 0, "
+        f"label_replace(sum(rate({c.KEDA_SCALER_ERRORS}{keda_sel}[{op}])) > 0, "
         f'"reason", "keda", "", "")\n'
         f"or\n"
         f"label_replace(max({c.SCALER_SAMPLE_AGE_SECONDS}{ctx.sel()}) > {stale}, "
@@ -383,7 +393,7 @@ def _scaler_errors(ctx: RuleContext) -> str:
     )
 
 
-def _regex_literal(name: str) -> str:
+def regex_literal(name: str) -> str:
     """An object name as an RE2 literal (names hold only ``[a-z0-9.-]``)."""
     return name.replace(".", "\\.")
 

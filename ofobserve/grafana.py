@@ -1,0 +1,329 @@
+"""grafanalib glue: panel specs to grafanalib objects, and the one post-processing step.
+
+Pure, no I/O. Builders describe dashboards as :class:`Row` and :class:`Panel` specs (plain
+data, also what the generated docs list); :func:`build_dashboard_json` lays them out with
+grafanalib and then fixes, in one place, what grafanalib 0.7.1 gets wrong for current
+Grafana (docs/decisions.md, "Dashboards"):
+
+- every panel and target gets the datasource ``{"type": "prometheus", "uid": "${datasource}"}``
+  (grafanalib writes a bare string or nothing);
+- ``schemaVersion`` is raised to 39 and the dashboard is ``editable: false``;
+- keys whose value is ``None`` are dropped, so the files hold only what Grafana reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import attr
+import grafanalib.core as g
+from grafanalib._gen import DashboardEncoder
+
+SCHEMA_VERSION = 39
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = {"type": "prometheus", "uid": "${" + DATASOURCE_VARIABLE + "}"}
+RATE_INTERVAL = "$__rate_interval"
+GRID_WIDTH = 24
+PANEL_HEIGHT = 8
+#: Dashboard keys of the pre-v5 JSON model that grafanalib still writes.
+LEGACY_KEYS = ("__inputs", "rows", "style", "hideControls", "sharedCrosshair", "gnetId", "version")
+PanelKind = Literal["timeseries", "stat", "heatmap", "table"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One target: a PromQL expression and its legend."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    exemplar: bool = False
+    format: Literal["time_series", "heatmap", "table"] = "time_series"
+
+
+@dataclass(frozen=True)
+class Link:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column from one query's value: its header and unit."""
+
+    header: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What a panel shows; layout and JSON come from :func:`build_dashboard_json`."""
+
+    title: str
+    description: str
+    unit: str
+    queries: tuple[Query, ...]
+    kind: PanelKind = "timeseries"
+    #: Threshold lines drawn on a time series, or colour steps of a stat: (value, colour).
+    thresholds: tuple[tuple[float, str], ...] = ()
+    width: int = 12
+    links: tuple[Link, ...] = ()
+    #: Table only: one column per query, and the field whose value opens a dashboard.
+    columns: tuple[Column, ...] = ()
+    link_field: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    panels: tuple[Panel, ...]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A query variable over a label; ``all`` adds an All option matching ``.*``."""
+
+    name: str
+    label: str
+    query: str
+    all: bool = True
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    uid: str
+    title: str
+    description: str
+    tags: tuple[str, ...]
+    rows: tuple[Row, ...]
+    datasource: str
+    variables: tuple[Variable, ...] = ()
+    links: tuple[Link, ...] = ()
+    dashboard_links_tag: str = ""  # a dropdown of the dashboards with this tag
+    time_from: str = "now-6h"
+    refresh: str = "30s"
+
+
+@attr.s
+class _Target(g.Target):  # type: ignore[misc]
+    """grafanalib's Target plus the ``exemplar`` switch it lacks."""
+
+    exemplar: bool = attr.ib(default=False)
+
+    def to_json_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_json_data()
+        data["exemplar"] = self.exemplar
+        return data
+
+
+def _targets(panel: Panel) -> list[Any]:
+    target: Any = _Target  # attrs fields inherited from an untyped base
+    return [
+        target(
+            expr=q.expr,
+            legendFormat=q.legend,
+            refId=chr(ord("A") + i),
+            instant=q.instant,
+            format=q.format,
+            exemplar=q.exemplar,
+        )
+        for i, q in enumerate(panel.queries)
+    ]
+
+
+def _steps(panel: Panel) -> list[dict[str, Any]]:
+    base = {"color": "green", "value": None}
+    return [base] + [{"color": colour, "value": value} for value, colour in panel.thresholds]
+
+
+def _to_grafanalib(panel: Panel, pos: g.GridPos) -> Any:
+    common: dict[str, Any] = {
+        "title": panel.title,
+        "description": panel.description,
+        "targets": _targets(panel),
+        "gridPos": pos,
+        "links": [{"title": link.title, "url": link.url} for link in panel.links],
+    }
+    if panel.kind == "timeseries":
+        return g.TimeSeries(
+            **common,
+            unit=panel.unit,
+            thresholds=_steps(panel),
+            thresholdsStyleMode="line" if panel.thresholds else "off",
+            tooltipMode="multi",
+        )
+    if panel.kind == "stat":
+        return g.Stat(
+            **common,
+            format=panel.unit,
+            reduceCalc="lastNotNull",
+            thresholds=_steps(panel),
+            colorMode="value",
+        )
+    if panel.kind == "heatmap":
+        return g.Heatmap(
+            **common,
+            dataFormat="tsbuckets",
+            yBucketBound="upper",
+            hideZeroBuckets=True,
+            yAxis=g.YAxis(format=panel.unit),
+            extraJson={"fieldConfig": {"defaults": {"unit": panel.unit}}},
+        )
+    return g.Table(
+        **common,
+        unit=panel.unit,
+        overrides=_column_overrides(panel),
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True, panel.link_field: True}},
+            },
+        ],
+    )
+
+
+def _column_overrides(panel: Panel) -> list[dict[str, Any]]:
+    overrides = []
+    for i, column in enumerate(panel.columns):
+        overrides.append(
+            {
+                "matcher": {"id": "byName", "options": f"Value #{chr(ord('A') + i)}"},
+                "properties": [
+                    {"id": "displayName", "value": column.header},
+                    {"id": "unit", "value": column.unit},
+                ],
+            }
+        )
+    if panel.link_field:
+        overrides.append(
+            {
+                "matcher": {"id": "byName", "options": "function"},
+                "properties": [
+                    {
+                        "id": "links",
+                        "value": [
+                            {
+                                "title": "Open the function's dashboard",
+                                "url": f"/d/${{__data.fields.{panel.link_field}}}"
+                                "?${__url_time_range}",
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    return overrides
+
+
+def _layout(rows: Sequence[Row]) -> list[Any]:
+    """Rows one under another; panels fill each row left to right, wrapping at 24."""
+    out: list[Any] = []
+    y = 0
+    for row in rows:
+        out.append(g.RowPanel(title=row.title, gridPos=g.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)))
+        y += 1
+        x = 0
+        for panel in row.panels:
+            if x + panel.width > GRID_WIDTH:
+                x, y = 0, y + PANEL_HEIGHT
+            out.append(_to_grafanalib(panel, g.GridPos(h=PANEL_HEIGHT, w=panel.width, x=x, y=y)))
+            x += panel.width
+        y += PANEL_HEIGHT
+    return out
+
+
+def _templating(spec: DashboardSpec) -> g.Templating:
+    variables = [
+        g.Template(
+            name=DATASOURCE_VARIABLE,
+            label="Data source",
+            query="prometheus",
+            type="datasource",
+            default=spec.datasource,
+        )
+    ]
+    for v in spec.variables:
+        variables.append(
+            g.Template(
+                name=v.name,
+                label=v.label,
+                query=v.query,
+                dataSource=DATASOURCE,
+                includeAll=v.all,
+                multi=v.all,
+                allValue=".*" if v.all else None,
+                default="All" if v.all else None,
+                refresh=g.REFRESH_ON_TIME_RANGE_CHANGE,
+            )
+        )
+    return g.Templating(list=variables)
+
+
+def build_dashboard_json(spec: DashboardSpec) -> dict[str, Any]:
+    """The dashboard as Grafana's JSON model (a plain dict)."""
+    links: list[Any] = [
+        g.DashboardLink(title=link.title, type="link", uri=link.url, targetBlank=True)
+        for link in spec.links
+    ]
+    if spec.dashboard_links_tag:
+        links.insert(
+            0,
+            g.DashboardLink(
+                title="Functions",
+                type="dashboards",
+                tags=[spec.dashboard_links_tag],
+                asDropdown=True,
+                includeVars=False,
+            ),
+        )
+    dashboard = g.Dashboard(
+        title=spec.title,
+        description=spec.description,
+        uid=spec.uid,
+        tags=list(spec.tags),
+        panels=_layout(spec.rows),
+        templating=_templating(spec),
+        links=links,
+        time=g.Time(spec.time_from, "now"),
+        refresh=spec.refresh,
+        timezone="browser",
+        graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR,
+    ).auto_panel_ids()
+    data = json.loads(json.dumps(dashboard.to_json_data(), cls=DashboardEncoder))
+    return _post_process(data)
+
+
+def _post_process(data: dict[str, Any]) -> dict[str, Any]:
+    """The documented fixes to grafanalib's output (module docstring)."""
+    data["schemaVersion"] = SCHEMA_VERSION
+    data["editable"] = False
+    for key in LEGACY_KEYS:
+        data.pop(key, None)
+    for panel in data["panels"]:
+        if panel["type"] == "row":
+            panel.pop("datasource", None)
+            continue
+        panel["datasource"] = dict(DATASOURCE)
+        for target in panel["targets"]:
+            target["datasource"] = dict(DATASOURCE)
+            target.pop("target", None)  # Graphite's field
+            target.pop("query", None)
+    for variable in data["templating"]["list"]:
+        if variable["type"] == "datasource":
+            variable.pop("datasource", None)
+    cleaned: dict[str, Any] = _drop_none(data)
+    return cleaned
+
+
+def _drop_none(value: Any) -> Any:
+    """``value`` without ``None`` entries; threshold steps keep theirs (the base step's
+    ``"value": null`` means minus infinity)."""
+    if isinstance(value, dict):
+        return {k: v if k == "steps" else _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

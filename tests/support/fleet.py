@@ -1,0 +1,183 @@
+"""Synthetic series for whole functions: each profile's metrics under a function's identity,
+plus what the fleet exporters (kube-state-metrics, cAdvisor, KEDA) and the ofobserve scaler
+publish about it. Names and labels come from ``ofobserve.profiles`` and
+``ofobserve.conventions``, i.e. from the upstream facts they encode.
+
+Traffic: 10 requests/s, 10 % failing, half under 0.1 s, 90 % under 0.5 s; 3 replicas wanted,
+2 available.
+"""
+
+from __future__ import annotations
+
+from ofobserve import conventions as c
+from ofobserve import profiles as p
+from ofobserve.builders.rules import scaled_object_names
+from ofobserve.subject import Subject
+from tests.support.exporters import Clock, Family, histogram
+
+
+def share_below(bound_seconds: float) -> float:
+    if bound_seconds < 0.1:
+        return 0.0
+    if bound_seconds < 0.5:
+        return 0.5
+    if bound_seconds < 1:
+        return 0.9
+    return 1.0
+
+
+def go_float(value: float) -> str:
+    """How Go exporters write ``le``: shortest, no ``.0``."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _counter_family(metric: str) -> tuple[Family, str]:
+    """The family and sample suffix that expose ``metric`` under exactly that name."""
+    if metric.endswith("_total"):
+        return Family(metric.removesuffix("_total"), "counter"), "_total"
+    return Family(metric, "counter"), ""
+
+
+def profile_families(subject: Subject, clock: Clock) -> list[Family]:
+    """The function's profile series, as its exporter writes them (labels without identity:
+    the scrape job adds ``namespace`` and ``function``)."""
+    prof = subject.metric_profile
+    families: list[Family] = []
+    histograms = {h.metric: h for h in prof.histograms}
+    share = 1 / len(prof.counters)
+    for counter in prof.counters:
+        outcomes = ((dict(counter.ok_labels), 9 * share), (dict(counter.error_labels), share))
+        detail = {counter.detail_label: "detail"} if counter.detail_label else {}
+        via_histogram = counter.metric.removesuffix("_count")
+        if via_histogram in histograms:  # the count of a histogram (Knative >= 1.19)
+            h = histograms.pop(via_histogram)
+            family = Family(h.metric, "histogram")
+            for labels, rate in outcomes:
+                histogram(
+                    family,
+                    {**detail, **labels},
+                    h.buckets,
+                    lambda b, h=h: share_below(b / h.scale),
+                    rate,
+                    clock,
+                    go_float,
+                )
+            families.append(family)
+            continue
+        family, suffix = _counter_family(counter.metric)
+        for labels, rate in outcomes:
+            family.add({**detail, **labels}, clock.counter(rate), suffix)
+        families.append(family)
+    for h in histograms.values():
+        family = Family(h.metric, "histogram")
+        bounds = h.buckets or (*p.NATIVE_DEFAULT_BUCKETS_S, subject.settings.slo.latency.threshold)
+        histogram(
+            family,
+            {},
+            sorted(set(bounds)),
+            lambda b, h=h: share_below(b / h.scale),
+            10 * (1 if len(prof.histograms) == 1 else 0.5),
+            clock,
+            go_float,
+        )
+        families.append(family)
+    if prof.concurrency:
+        families.append(Family(prof.concurrency, "gauge").add({}, 3))
+    if prof.cold_starts:
+        family, suffix = _counter_family(prof.cold_starts)
+        families.append(family.add({}, clock.counter(0.2), suffix))
+    return families
+
+
+def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
+    """kube-state-metrics, cAdvisor, KEDA and ofobserve-scaler series for every function."""
+    f: dict[str, Family] = {
+        name: Family(name, kind)
+        for name, kind in (
+            (c.KSM_DEPLOYMENT_LABELS, "gauge"),
+            (c.KSM_DEPLOYMENT_SPEC_REPLICAS, "gauge"),
+            (c.KSM_DEPLOYMENT_AVAILABLE, "gauge"),
+            (c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge"),
+            (c.KSM_POD_LABELS, "gauge"),
+            (c.KSM_CONTAINER_REQUESTS, "gauge"),
+            (c.KSM_CONTAINER_LIMITS, "gauge"),
+            (c.KSM_HPA_DESIRED, "gauge"),
+            (c.KSM_HPA_MIN, "gauge"),
+            (c.KSM_HPA_MAX, "gauge"),
+            (c.CADVISOR_MEMORY_WORKING_SET, "gauge"),
+            (c.KEDA_SCALER_VALUE, "gauge"),
+            (c.KEDA_SCALER_ACTIVE, "gauge"),
+            (c.SCALER_DESIRED_REPLICAS, "gauge"),
+            (c.SCALER_METRIC_VALUE, "gauge"),
+            (c.SCALER_METRIC_TARGET, "gauge"),
+            (c.SCALER_ACTIVE, "gauge"),
+            (c.SCALER_PANIC_MODE, "gauge"),
+            (c.SCALER_OBSERVED_CONCURRENCY, "gauge"),
+            (c.SCALER_OBSERVED_LATENCY_SECONDS, "gauge"),
+            (c.SCALER_SAMPLE_AGE_SECONDS, "gauge"),
+        )
+    }
+    cpu = Family(c.CADVISOR_CPU_SECONDS_TOTAL.removesuffix("_total"), "counter")
+    keda_errors = Family(c.KEDA_SCALER_ERRORS.removesuffix("_total"), "counter")
+    source_errors = Family(c.SCALER_SOURCE_ERRORS_TOTAL.removesuffix("_total"), "counter")
+    for s in subjects:
+        ns, name = s.function.namespace, s.function.name
+        ident = {"namespace": ns, "function": name}
+        deployment = {"namespace": ns, "deployment": f"{name}-deployment-v1-abcde"}
+        f[c.KSM_DEPLOYMENT_LABELS].add({**deployment, c.KSM_FUNCTION_LABEL: name}, 1)
+        f[c.KSM_DEPLOYMENT_SPEC_REPLICAS].add(deployment, 3)
+        f[c.KSM_DEPLOYMENT_AVAILABLE].add(deployment, 2)
+        f[c.KSM_DEPLOYMENT_UNAVAILABLE].add(deployment, 1)
+        for i in range(2):
+            pod = {"namespace": ns, "pod": f"{name}-deployment-v1-abcde-{i}"}
+            f[c.KSM_POD_LABELS].add({**pod, c.KSM_FUNCTION_LABEL: name}, 1)
+            container = {**pod, "container": c.FUNCTION_CONTAINER}
+            for resource, unit, value in (("cpu", "core", 0.5), ("memory", "byte", 2**28)):
+                labels = {**container, "resource": resource, "unit": unit}
+                f[c.KSM_CONTAINER_REQUESTS].add(labels, value)
+                f[c.KSM_CONTAINER_LIMITS].add(labels, 2 * value)
+            cadvisor = {**container, "image": "example/fn:v1"}
+            cpu.add(cadvisor, clock.counter(0.25), "_total")
+            f[c.CADVISOR_MEMORY_WORKING_SET].add(cadvisor, 2**27)
+        for so in scaled_object_names(s):
+            hpa = {"namespace": ns, c.KSM_HPA_LABEL: c.keda_hpa_name(so)}
+            f[c.KSM_HPA_DESIRED].add(hpa, 3)
+            f[c.KSM_HPA_MIN].add(hpa, 1)
+            f[c.KSM_HPA_MAX].add(hpa, 10)
+            keda = {
+                c.KEDA_NAMESPACE_LABEL: ns,
+                c.KEDA_SCALED_OBJECT_LABEL: so,
+                "scaler": "externalScaler",
+                "triggerIndex": "0",
+                "metric": "s0-concurrency",
+                "type": "scaledobject",
+            }
+            f[c.KEDA_SCALER_VALUE].add(keda, 30)
+            f[c.KEDA_SCALER_ACTIVE].add(keda, 1)
+            keda_errors.add(keda, clock.counter(0.1), "_total")
+        f[c.SCALER_DESIRED_REPLICAS].add(ident, 3)
+        f[c.SCALER_METRIC_VALUE].add({**ident, "metric": "concurrency"}, 30)
+        f[c.SCALER_METRIC_TARGET].add({**ident, "metric": "concurrency"}, 10)
+        f[c.SCALER_ACTIVE].add(ident, 1)
+        f[c.SCALER_PANIC_MODE].add(ident, 0)
+        f[c.SCALER_OBSERVED_CONCURRENCY].add(ident, 3)
+        f[c.SCALER_OBSERVED_LATENCY_SECONDS].add(ident, 0.3)
+        f[c.SCALER_SAMPLE_AGE_SECONDS].add(ident, 4)
+        source_errors.add(
+            {**ident, "source": "prometheus", "reason": "timeout"}, clock.counter(0.1), "_total"
+        )
+    return [*f.values(), cpu, keda_errors, source_errors, *_scaler_server(clock)]
+
+
+def _scaler_server(clock: Clock) -> list[Family]:
+    """The scaler's gRPC server and source-read metrics."""
+    service = {"grpc_service": "externalscaler.ExternalScaler", "grpc_type": "unary"}
+    handled = Family(c.GRPC_SERVER_HANDLED_TOTAL.removesuffix("_total"), "counter")
+    handling = Family(c.GRPC_SERVER_HANDLING_SECONDS, "histogram")
+    for method in ("GetMetrics", "IsActive", "GetMetricSpec"):
+        labels = {**service, "grpc_method": method}
+        handled.add({**labels, "grpc_code": "OK"}, clock.counter(1), "_total")
+        histogram(handling, labels, (0.001, 0.01, 0.1, 1), share_below, 1, clock)
+    reads = Family(c.SCALER_SOURCE_DURATION_SECONDS, "histogram")
+    histogram(reads, {"source": "prometheus"}, (0.01, 0.1, 1), share_below, 1, clock)
+    return [handled, handling, reads]

@@ -1,0 +1,374 @@
+"""Dashboards: the linter's rules, every query against the real Prometheus, delivery forms.
+
+The real-Prometheus test scrapes one synthetic exporter per example function (its profile's
+real metric names and labels, under its identity) and one for the fleet exporters and the
+scaler, loads every function's recording rules, then runs every target of every dashboard.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from ofobserve import conventions as c
+from ofobserve.builders.dashboards import (
+    build_dashboard_file,
+    build_dashboard_resource,
+    function_dashboard,
+)
+from ofobserve.builders.fleet_dashboards import overview, scaler
+from ofobserve.builders.grafana_delivery import dashboard_text
+from ofobserve.builders.rules import build_rule_groups
+from ofobserve.grafana import DashboardSpec, build_dashboard_json
+from ofobserve.loading import load_config, load_subjects
+from ofobserve.settings import fleet_settings
+from ofobserve.subject import Subject
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
+from tests.support.dashboard_lint import lint, panels
+from tests.support.exporters import Clock, Exporters, StaticFamilies
+from tests.support.fleet import fleet_families, profile_families
+from tests.support.prometheus import PrometheusServer
+
+SUBJECTS = load_subjects([str(EXAMPLES)], str(EXAMPLE_CONFIG))
+FLEET = fleet_settings(load_config(str(EXAMPLE_CONFIG)))
+SPECS: dict[str, DashboardSpec] = {
+    **{spec.uid: spec for spec in (function_dashboard(s) for s in SUBJECTS)},
+    c.OVERVIEW_DASHBOARD_UID: overview(FLEET),
+    c.SCALER_DASHBOARD_UID: scaler(FLEET),
+}
+DASHBOARDS = {uid: build_dashboard_json(spec) for uid, spec in SPECS.items()}
+RATE_WINDOW = "10s"  # what $__rate_interval stands for: ten 1 s scrapes
+
+# Panels whose data can legitimately be absent in the fixture: (dashboard uid, panel title).
+# Empty: the fixture feeds every series every panel reads. Add an entry only with the reason.
+ALLOWED_EMPTY: frozenset[tuple[str, str]] = frozenset()
+
+
+def substitute(expr: str) -> str:
+    """The query Grafana sends with every variable at All and a 10 s rate interval."""
+    expr = expr.replace("$__rate_interval", RATE_WINDOW)
+    return re.sub(r"\$(instance|namespace|function)\b", ".*", expr)
+
+
+def targets() -> Iterator[tuple[str, str, str]]:
+    for uid, dashboard in DASHBOARDS.items():
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
+                yield uid, panel["title"], target["expr"]
+
+
+# --- the linter's rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uid", sorted(DASHBOARDS))
+def test_every_dashboard_passes_the_lint_rules(uid: str) -> None:
+    assert lint(DASHBOARDS[uid]) == []
+
+
+def _mutated(change: str) -> dict[str, Any]:
+    dashboard = copy.deepcopy(DASHBOARDS["shop_sync-http-function"])
+    panel = panels(dashboard)[0]
+    target = panel["targets"][0]
+    if change == "unit":
+        panel["fieldConfig"]["defaults"]["unit"] = ""
+    elif change == "description":
+        del panel["description"]
+    elif change == "datasource":
+        panel["datasource"] = "prometheus"
+    elif change == "interval":
+        target["expr"] = target["expr"].replace("$__rate_interval", "5m")
+    elif change == "instance":
+        target["expr"] = target["expr"].replace(',instance=~"$instance"', "")
+    elif change == "counter":
+        target["expr"] = 'sum(function_requests_total{instance=~"$instance"})'
+    elif change == "editable":
+        dashboard["editable"] = True
+    elif change == "targets":
+        panel["targets"] = []
+    return dashboard
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ("unit", "panel-units-rule"),
+        ("description", "panel-description-rule"),
+        ("datasource", "panel-datasource-rule"),
+        ("interval", "target-rate-interval-rule"),
+        ("instance", "target-instance-rule"),
+        ("counter", "target-counter-agg-rule"),
+        ("editable", "editable"),
+        ("targets", "panel-targets-rule"),
+    ],
+)
+def test_the_lint_rules_catch_each_mistake(change: str, rule: str) -> None:
+    problems = lint(_mutated(change))
+    assert problems, change
+    assert all(rule in p for p in problems), problems
+
+
+def test_every_expression_parses_with_promtool(promtool: str, tmp_path: Path) -> None:
+    rules = [
+        {"record": f"dashboard:query_{i}:check", "expr": substitute(expr)}
+        for i, (_uid, _title, expr) in enumerate(targets())
+    ]
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(rules)} rules found" in result.stdout
+
+
+# --- what each profile shows ----------------------------------------------------------------------
+
+
+def _variant(subject: Subject) -> str:
+    profile = subject.profile
+    return f"{profile}-{subject.settings.knative_metrics}" if profile == "knative" else profile
+
+
+def test_the_examples_cover_every_profile_and_name_generation() -> None:
+    assert {_variant(s) for s in SUBJECTS} == {
+        "ofobserve",
+        "knative-opencensus",
+        "knative-otel",
+        "keda-http",
+        "dapr",
+    }
+
+
+def _titles(subject: Subject) -> dict[str, list[str]]:
+    return {r.title: [p.title for p in r.panels] for r in function_dashboard(subject).rows}
+
+
+def test_panels_a_profile_cannot_fill_are_left_out() -> None:
+    by_variant = {_variant(s): _titles(s) for s in SUBJECTS}
+    assert "Concurrency / saturation" not in by_variant["dapr"]
+    assert by_variant["dapr"]["Traffic"] == ["Event rate"]
+    dapr_errors = {t for s in SUBJECTS if s.profile == "dapr" for t in _titles(s)["Errors"]}
+    assert {"Errors by component", "Errors by topic"} <= dapr_errors
+    assert "Cold starts" in by_variant["ofobserve"]["Traffic"]
+    for variant in ("knative-opencensus", "knative-otel", "keda-http", "dapr"):
+        assert "Cold starts" not in by_variant[variant]["Traffic"], variant
+    assert by_variant["knative-otel"]["Concurrency / saturation"][0] == (
+        "Queue depth (queue-proxy)"
+    )
+
+
+def test_exemplars_only_where_the_profile_has_them() -> None:
+    for subject in SUBJECTS:
+        dashboard = DASHBOARDS[c.dashboard_uid(subject.function.namespace, subject.function.name)]
+        latency = next(p for p in panels(dashboard) if p["title"] == "Latency percentiles")
+        flags = {t["exemplar"] for t in latency["targets"]}
+        assert flags == {subject.profile == c.PROFILE_NATIVE}, subject.function.name
+
+
+def test_uids_are_unique_and_the_overview_links_to_them() -> None:
+    assert len(DASHBOARDS) == len(SUBJECTS) + 2
+    table = next(p for p in panels(DASHBOARDS[c.OVERVIEW_DASHBOARD_UID]) if p["type"] == "table")
+    links = json.dumps(table["fieldConfig"]["overrides"])
+    assert "/d/${__data.fields.dashboard_uid}" in links
+    for dashboard in DASHBOARDS.values():
+        assert dashboard["schemaVersion"] == 39
+        assert dashboard["templating"]["list"][0]["current"]["value"] == "prometheus"
+
+
+# --- every query against the real Prometheus ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    workdir = tmp_path_factory.mktemp("dashboards")
+    clock = Clock()
+    exporters, jobs, rule_files = Exporters(), [], []
+    for i, subject in enumerate(SUBJECTS):
+        registry = CollectorRegistry()
+        registry.register(StaticFamilies(profile_families(subject, clock)))
+        f = subject.function
+        jobs.append(
+            {
+                "job_name": f"fn-{i}",
+                "static_configs": [
+                    {
+                        "targets": [exporters.serve(registry)],
+                        "labels": {"namespace": f.namespace, "function": f.name},
+                    }
+                ],
+            }
+        )
+        path = workdir / f"{f.namespace}-{f.name}.yaml"
+        path.write_text(yaml.safe_dump({"groups": build_rule_groups(subject)}))
+        rule_files.append(str(path))
+    registry = CollectorRegistry()
+    registry.register(StaticFamilies(fleet_families(SUBJECTS, clock)))
+    jobs.append(
+        {
+            "job_name": "fleet",
+            "honor_labels": True,
+            "static_configs": [{"targets": [exporters.serve(registry)]}],
+        }
+    )
+    prometheus.configure(jobs, rule_files)
+    try:
+        prometheus.wait_for(f"count(count_over_time(up[30s]) >= 12) == {len(jobs)}", timeout=60)
+        prometheus.wait_for(
+            f"count({c.SLO_CURRENT_BURN_RATE}) >= {len(SUBJECTS)}",
+            timeout=30,
+        )
+        yield prometheus
+    finally:
+        exporters.close()
+        prometheus.configure([])
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("uid", sorted(DASHBOARDS))
+def test_every_query_returns_data(fleet: PrometheusServer, uid: str) -> None:
+    empty = []
+    for panel in panels(DASHBOARDS[uid]):
+        for target in panel["targets"]:
+            result = fleet.query(substitute(target["expr"]))  # raises on a parse error
+            if not result and (uid, panel["title"]) not in ALLOWED_EMPTY:
+                empty.append(f"{panel['title']} [{target['refId']}]: {target['expr']}")
+    assert empty == []
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("uid", sorted(DASHBOARDS))
+def test_every_variable_query_finds_values(fleet: PrometheusServer, uid: str) -> None:
+    for variable in DASHBOARDS[uid]["templating"]["list"][1:]:
+        found = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"])
+        assert found, variable["query"]
+        series = fleet.query(substitute(found.group(1)))
+        values = {s["metric"].get(found.group(2)) for s in series} - {None}
+        assert values, variable["query"]
+
+
+def test_the_queries_select_only_their_function() -> None:
+    """A function's dashboard names no other function: its raw series select it exactly."""
+    for subject in SUBJECTS:
+        f = subject.function
+        dashboard = DASHBOARDS[c.dashboard_uid(f.namespace, f.name)]
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
+                names = set(re.findall(r'function="([^"]*)"', target["expr"]))
+                assert names <= {f.name}, (panel["title"], names)
+
+
+# --- delivery forms -------------------------------------------------------------------------------
+
+
+def _with_delivery(subject: Subject, delivery: str, namespace: str = "") -> Subject:
+    grafana = subject.settings.grafana.model_copy(
+        update={"delivery": delivery, "namespace": namespace}
+    )
+    return Subject(subject.function, subject.settings.model_copy(update={"grafana": grafana}))
+
+
+@pytest.mark.parametrize("subject", SUBJECTS, ids=lambda s: s.function.qualified_name)
+def test_the_three_delivery_forms_carry_the_same_dashboard(
+    subject: Subject, validate_cr: Any
+) -> None:
+    f = subject.function
+    as_json = build_dashboard_file(_with_delivery(subject, "json"))
+    assert as_json is not None
+    assert build_dashboard_resource(_with_delivery(subject, "json")) is None
+    text = json.dumps(as_json)
+    assert json.loads(text) == as_json
+
+    configmap = build_dashboard_resource(_with_delivery(subject, "configmap"))
+    assert configmap is not None
+    assert build_dashboard_file(_with_delivery(subject, "configmap")) is None
+    assert configmap["metadata"]["labels"][c.GRAFANA_SIDECAR_LABEL] == "1"
+    assert configmap["metadata"]["annotations"] == {c.GRAFANA_FOLDER_ANNOTATION: "OpenFunction"}
+    assert configmap["metadata"]["namespace"] == f.namespace
+    [(key, data)] = configmap["data"].items()
+    assert key == f"{f.namespace}.{f.name}.json"
+    assert re.fullmatch(r"[-._a-zA-Z0-9]+", key)
+    assert json.loads(data) == as_json
+
+    operator = build_dashboard_resource(_with_delivery(subject, "grafana-operator", "grafana"))
+    assert operator is not None
+    validate_cr(operator)  # type: ignore[operator]
+    assert operator["metadata"]["namespace"] == "grafana"
+    assert json.loads(operator["spec"]["json"]) == as_json
+    assert operator["spec"]["uid"] == as_json["uid"]
+    selector = dict(subject.settings.grafana.instance_selector)
+    assert operator["spec"]["instanceSelector"] == {"matchLabels": selector}
+
+
+def test_the_committed_grafana_dashboards_validate(validate_cr: Any) -> None:
+    root = Path(__file__).resolve().parents[1] / "dashboards"
+    found = 0
+    for path in sorted(root.rglob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if doc["kind"] == "GrafanaDashboard":
+            validate_cr(doc)  # type: ignore[operator]
+            found += 1
+        text = doc["spec"]["json"] if doc["kind"] == "GrafanaDashboard" else None
+        if doc["kind"] == "ConfigMap":
+            [text] = doc["data"].values()
+        assert text is not None
+        assert lint(json.loads(text)) == [], path
+    assert found >= 1
+
+
+def test_dashboard_text_is_stable() -> None:
+    dashboard = DASHBOARDS[c.OVERVIEW_DASHBOARD_UID]
+    assert dashboard_text(dashboard) == dashboard_text(json.loads(dashboard_text(dashboard)))
+
+
+def _panel_values(server: PrometheusServer, dashboard: dict[str, Any], title: str) -> list[float]:
+    panel = next(p for p in panels(dashboard) if p["title"] == title)
+    return [
+        sum(float(s["value"][1]) for s in server.query(substitute(t["expr"])))
+        for t in panel["targets"]
+    ]
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("subject", SUBJECTS, ids=lambda s: s.function.qualified_name)
+def test_the_panels_show_the_fixture_traffic(fleet: PrometheusServer, subject: Subject) -> None:
+    """10 requests/s, 10 % failing, 90 % under 0.5 s; 2 replicas available of 3; two pods
+    using 0.25 cores and 128 MiB each, requesting 0.5 cores and 256 MiB."""
+    f = subject.function
+    dashboard = DASHBOARDS[c.dashboard_uid(f.namespace, f.name)]
+
+    def values(title: str) -> list[float]:
+        return _panel_values(fleet, dashboard, title)
+
+    traffic = next(p["title"] for p in panels(dashboard) if p["title"].startswith(("Req", "Ev")))
+    assert values(traffic)[0] == pytest.approx(10, rel=0.2)
+    assert values("Error ratio") == [pytest.approx(0.1, rel=0.2)]
+    p50, _p90, p95, _p99 = values("Latency percentiles")
+    assert p50 <= 0.5
+    assert 0.5 < p95 <= 1.0
+    assert values("Replicas") == [3, 3, 2, 1, 10]
+    cpu_used, cpu_requests, cpu_limits = values("CPU")
+    assert (cpu_used, cpu_requests, cpu_limits) == (pytest.approx(0.5, rel=0.2), 1.0, 2.0)
+    assert values("Memory") == [2 * 2**27, 2 * 2**28, 4 * 2**28]
+    [remaining] = values("Error budget remaining")[:1]
+    assert remaining < 1  # 10 % failing spends budget fast
+
+
+def test_the_generated_docs_are_current() -> None:
+    """docs/dashboards.md, docs/alerts.md and the README table match the builders."""
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "scripts" / "generate_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
