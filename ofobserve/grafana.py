@@ -8,6 +8,9 @@ Grafana (docs/decisions.md, "Dashboards"):
 - every panel and target gets the datasource ``{"type": "prometheus", "uid": "${datasource}"}``
   (grafanalib writes a bare string or nothing);
 - ``schemaVersion`` is raised to 39 and the dashboard is ``editable: false``;
+- grafanalib's legacy defaults that change what Grafana draws are dropped: a panel's
+  ``maxDataPoints: 100`` (caps resolution) and a target's ``intervalFactor: 2`` (halves
+  it), plus ``step``, ``metric``, Graphite's ``target``, and the pre-v5 keys;
 - keys whose value is ``None`` are dropped, so the files hold only what Grafana reads.
 """
 
@@ -30,6 +33,8 @@ GRID_WIDTH = 24
 PANEL_HEIGHT = 8
 #: Dashboard keys of the pre-v5 JSON model that grafanalib still writes.
 LEGACY_KEYS = ("__inputs", "rows", "style", "hideControls", "sharedCrosshair", "gnetId", "version")
+LEGACY_PANEL_KEYS = ("editable", "error", "maxDataPoints")
+LEGACY_TARGET_KEYS = ("intervalFactor", "step", "metric", "target", "query")
 PanelKind = Literal["timeseries", "stat", "heatmap", "table"]
 
 
@@ -69,6 +74,7 @@ class Panel:
     kind: PanelKind = "timeseries"
     #: Threshold lines drawn on a time series, or colour steps of a stat: (value, colour).
     thresholds: tuple[tuple[float, str], ...] = ()
+    base_colour: str = "green"  # below the first threshold
     width: int = 12
     links: tuple[Link, ...] = ()
     #: Table only: one column per query, and the field whose value opens a dashboard.
@@ -135,7 +141,7 @@ def _targets(panel: Panel) -> list[Any]:
 
 
 def _steps(panel: Panel) -> list[dict[str, Any]]:
-    base = {"color": "green", "value": None}
+    base = {"color": panel.base_colour, "value": None}
     return [base] + [{"color": colour, "value": value} for value, colour in panel.thresholds]
 
 
@@ -308,10 +314,12 @@ def _post_process(data: dict[str, Any]) -> dict[str, Any]:
             panel.pop("datasource", None)
             continue
         panel["datasource"] = dict(DATASOURCE)
+        for key in LEGACY_PANEL_KEYS:
+            panel.pop(key, None)
         for target in panel["targets"]:
             target["datasource"] = dict(DATASOURCE)
-            target.pop("target", None)  # Graphite's field
-            target.pop("query", None)
+            for key in LEGACY_TARGET_KEYS:
+                target.pop(key, None)
     for variable in data["templating"]["list"]:
         if variable["type"] == "datasource":
             variable.pop("datasource", None)

@@ -134,9 +134,7 @@ def test_stream_round_trips(docs: list[dict[str, Any]]) -> None:
     documents = [(Location("gen.yaml", i), doc) for i, doc in enumerate(docs)]
     artifacts = render_all(resolve_subjects(build_functions(documents), Config()))
     stream = serialize_stream(artifacts, "yaml")
-    assert list(yaml.load_all(stream, Loader=yaml.CSafeLoader)) == [
-        a.content for a in artifacts
-    ]
+    assert list(yaml.load_all(stream, Loader=yaml.CSafeLoader)) == [a.content for a in artifacts]
     lines = serialize_stream(artifacts, "json").splitlines()
     assert [json.loads(line)["content"] for line in lines] == [a.content for a in artifacts]
 

@@ -302,6 +302,7 @@ def slo_row(v: View) -> Row:
                 remaining,
                 kind="stat",
                 thresholds=((0.0, "orange"), (0.25, "green")),
+                base_colour="red",
                 width=8,
             ),
             Panel(
