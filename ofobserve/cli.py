@@ -21,6 +21,7 @@ from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput
 from ofobserve.loading import build_functions, load_config, load_inputs, resolve_subjects
 from ofobserve.output import compare_tree, write_tree
 from ofobserve.render import GROUP_NAMES, Artifact, Format, render_fleet, render_subject
+from ofobserve.scaler.command import scaler
 from ofobserve.serialize import serialize_stream, serialize_tree
 from ofobserve.settings import Settings, fleet_settings
 from ofobserve.subject import Subject
@@ -282,3 +283,6 @@ def _summary(
         "'-' = not applicable (see docs/metrics.md)",
         err=True,
     )
+
+
+main.add_command(scaler)

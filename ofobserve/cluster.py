@@ -58,7 +58,13 @@ def _refs(serving_name: str, serving: dict[str, Any]) -> ClusterRefs:
 
 
 def _custom_objects_api() -> Any:
-    # Imported here: only --from-cluster needs the client. It ships no type hints.
+    return kubernetes_client().CustomObjectsApi()
+
+
+def kubernetes_client() -> Any:
+    """The ``kubernetes.client`` module, configured from KUBECONFIG or the pod's service
+    account; :class:`ClusterUnavailable` when neither works."""
+    # Imported here: only --from-cluster and the scaler's pod discovery need the client.
     import kubernetes
 
     client: Any = kubernetes.client
@@ -75,7 +81,7 @@ def _custom_objects_api() -> Any:
                 f"no usable Kubernetes configuration: {_short(kube_error)}; "
                 "set KUBECONFIG or run inside a cluster"
             ) from None
-    return client.CustomObjectsApi()
+    return client
 
 
 def _list(api: Any, plural: str, namespace: str | None) -> list[dict[str, Any]]:

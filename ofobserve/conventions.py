@@ -209,3 +209,6 @@ SCALER_DASHBOARD_UID: Final = "ofobserve-scaler"
 #: Recorded info series (value 1) that maps a function to its dashboard uid.
 RECORD_DASHBOARD_INFO: Final = f"{RECORD_LEVEL}:dashboard:info"
 DASHBOARD_UID_LABEL: Final = "dashboard_uid"
+SCALER_PROMETHEUS_QUERIES_TOTAL: Final = "ofobserve_scaler_prometheus_queries_total"
+SCALER_REGISTERED_FUNCTIONS: Final = "ofobserve_scaler_registered_functions"
+SCALER_GRPC_SERVICE: Final = "externalscaler.ExternalScaler"

@@ -8,6 +8,7 @@ uses are checked; the upstream CRD schema is the cluster's business.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from typing import Any, NamedTuple, TypeVar
 
@@ -248,6 +249,7 @@ def _triggers(reader: _Reader, path: str) -> tuple[KedaTrigger, ...]:
                 type=trigger_type,
                 name=str(item.get("name") or ""),
                 metadata=pairs({str(k): str(v) for k, v in metadata.items()}),
+                raw=json.dumps(item, sort_keys=True, default=str),
             )
         )
     return tuple(out)

@@ -52,6 +52,9 @@ class KedaTrigger:
     type: str
     name: str = ""
     metadata: Pairs = ()
+    #: The trigger exactly as written (sorted JSON), so a patch can carry it back unchanged
+    #: (authenticationRef, metricType, useCachedMetrics, ...).
+    raw: str = ""
 
 
 @dataclass(frozen=True)

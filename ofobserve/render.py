@@ -21,6 +21,7 @@ from ofobserve.builders.monitors import build_pod_monitor
 from ofobserve.builders.patches import build_function_patch
 from ofobserve.builders.rule_tests import build_rule_tests
 from ofobserve.builders.rules import build_prometheus_rule
+from ofobserve.builders.scaling import build_scaling, build_trigger_authentication
 from ofobserve.settings import Settings
 from ofobserve.subject import Subject
 
@@ -69,6 +70,10 @@ class ArtifactGroup:
 GROUPS: tuple[ArtifactGroup, ...] = (
     ArtifactGroup("patches", (ArtifactKind(build_function_patch),)),
     ArtifactGroup("monitors", (ArtifactKind(build_pod_monitor),)),
+    ArtifactGroup(
+        "scaling",
+        (ArtifactKind(build_scaling), ArtifactKind(build_trigger_authentication, folder="auth")),
+    ),
     ArtifactGroup(
         "rules",
         (ArtifactKind(build_prometheus_rule), ArtifactKind(build_rule_tests, folder="tests")),

@@ -105,6 +105,12 @@ class Alerting(_Section):
 
 
 class Scaling(_Section):
+    delivery: Literal["function-patch", "scaled-object"] = "function-patch"
+    scaler_address: Annotated[str, Field(pattern=r"^[^\s:]+:[0-9]{1,5}$")] = (
+        "ofobserve-scaler.ofobserve.svc:6000"
+    )
+    tls_secret: str = ""
+    fallback_replicas: Annotated[int, Field(ge=0)] | None = None
     target_concurrency: Seconds = 10.0
     target_utilization: Annotated[float, Field(gt=0, le=1)] = 0.7
     latency_objective: Seconds | None = None

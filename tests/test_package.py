@@ -28,8 +28,8 @@ def test_every_module_docstring_says_whether_it_does_io() -> None:
     names = [m.name for m in pkgutil.walk_packages(ofobserve.__path__, "ofobserve.")]
     assert len(names) >= 15
     for name in names:
-        if name == "ofobserve.__main__":
-            continue
+        if name == "ofobserve.__main__" or name.startswith("ofobserve.scaler.proto."):
+            continue  # the generated stubs carry protoc's docstrings
         doc = importlib.import_module(name).__doc__ or ""
         assert "I/O" in doc or "Pure" in doc, f"{name}: docstring must say whether it does I/O"
 

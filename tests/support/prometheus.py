@@ -79,6 +79,12 @@ class PrometheusServer:
             time.sleep(0.1)
         raise PrometheusError("prometheus did not become ready in time")
 
+    def resume(self) -> None:
+        """Start again after :meth:`stop`, on the same port, storage and configuration."""
+        with self.log_path.open("ab") as log:
+            self.process = self._spawn(log)
+        self._wait_ready(time.monotonic() + START_TIMEOUT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -1,0 +1,173 @@
+"""KEDA wiring that points a function at the ofobserve scaler. Pure, no I/O.
+
+Two forms (``scaling.delivery``), both with an ``external-push`` trigger whose metadata the
+scaler reads (docs/scaling.md), an HPA ``behavior`` that does not smooth a second time (the
+scaler has its own windows, delay and rate limits) and a ``fallback`` for when the scaler is
+unavailable:
+
+- ``function-patch`` (default): a merge patch of the Function's
+  ``spec.serving.scaleOptions.keda``, which OpenFunction copies into the ScaledObject it
+  makes. The function's own triggers are kept verbatim beside ours, so activation from zero
+  stays with the event source. Async functions of ``core.openfunction.io/v1beta2`` only.
+- ``scaled-object``: a standalone ScaledObject ``ofobserve-<name>``; it needs the workload's
+  generated name, so only with ``--from-cluster``.
+
+With ``scaling.tlsSecret`` a TriggerAuthentication hands KEDA the client certificate.
+Knative functions keep Knative's autoscaler and ``keda-http`` ones the HTTP add-on's: both
+are left out (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ofobserve import conventions as c
+from ofobserve.builders.common import metadata, object_name
+from ofobserve.model import Runtime
+from ofobserve.slo import plain
+from ofobserve.subject import Subject
+
+KEDA_API = "keda.sh/v1alpha1"
+TRIGGER_TYPE = "external-push"
+TRIGGER_NAME = "ofobserve"
+FALLBACK_FAILURES = 3
+#: The HPA follows the scaler at once: no stabilisation, large steps allowed both ways.
+HPA_BEHAVIOR = {
+    "scaleUp": {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [{"type": "Percent", "value": 1000, "periodSeconds": 15}],
+    },
+    "scaleDown": {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+    },
+}
+
+
+def scaler_metadata(subject: Subject) -> dict[str, str]:
+    """The trigger's metadata: everything the scaler needs, as strings."""
+    f, s = subject.function, subject.settings.scaling
+    lo = s.min_replicas if s.min_replicas is not None else f.scale.min_replicas
+    hi = s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+    found = {
+        "scalerAddress": s.scaler_address,
+        "namespace": f.namespace,
+        "function": f.name,
+        "profile": subject.profile,
+        "targetConcurrency": plain(s.target_concurrency),
+        "targetUtilization": plain(s.target_utilization),
+        "latencyQuantile": plain(s.latency_quantile),
+    }
+    if subject.profile == c.PROFILE_KNATIVE:
+        found["knativeMetrics"] = subject.settings.knative_metrics
+    if s.latency_objective is not None:
+        found["latencyObjective"] = plain(s.latency_objective)
+    if lo is not None:
+        found["minReplicas"] = str(lo)
+    if hi is not None:
+        found["maxReplicas"] = str(hi)
+    return found
+
+
+def _trigger(subject: Subject) -> dict[str, Any]:
+    trigger: dict[str, Any] = {
+        "type": TRIGGER_TYPE,
+        "name": TRIGGER_NAME,
+        "metadata": scaler_metadata(subject),
+    }
+    if subject.settings.scaling.tls_secret:
+        trigger["authenticationRef"] = {"name": auth_name(subject)}
+    return trigger
+
+
+def _fallback(subject: Subject) -> dict[str, Any]:
+    s, scale = subject.settings.scaling, subject.function.scale
+    replicas = s.fallback_replicas
+    if replicas is None:
+        floor = s.min_replicas if s.min_replicas is not None else scale.min_replicas
+        replicas = max(floor or 0, 1)
+    return {
+        "failureThreshold": FALLBACK_FAILURES,
+        "replicas": replicas,
+        "behavior": "currentReplicasIfHigher",
+    }
+
+
+def auth_name(subject: Subject) -> str:
+    return f"{object_name(subject.function.name)}-scaler-tls"
+
+
+def build_scaling(subject: Subject) -> dict[str, Any] | None:
+    """The Function patch or the ScaledObject; ``None`` where neither applies."""
+    f = subject.function
+    if subject.settings.scaling.delivery == "scaled-object":
+        return _scaled_object(subject) if f.refs.workload else None
+    if f.runtime != Runtime.ASYNC or not f.api_version.endswith("/v1beta2"):
+        return None
+    own = [json.loads(t.raw) for t in f.scale.triggers if t.raw]
+    return {
+        "apiVersion": f.api_version,
+        "kind": "Function",
+        "metadata": {"name": f.name, "namespace": f.namespace},
+        "spec": {
+            "serving": {
+                "scaleOptions": {
+                    "keda": {
+                        "triggers": [*own, _trigger(subject)],
+                        "scaledObject": {
+                            "advanced": {
+                                "horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}
+                            },
+                            "fallback": _fallback(subject),
+                        },
+                    }
+                }
+            }
+        },
+    }
+
+
+def _scaled_object(subject: Subject) -> dict[str, Any]:
+    f, s = subject.function, subject.settings.scaling
+    lo = s.min_replicas if s.min_replicas is not None else f.scale.min_replicas
+    hi = s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f.refs.workload},
+        "triggers": [_trigger(subject)],
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}},
+        "fallback": _fallback(subject),
+    }
+    if lo is not None:
+        spec["minReplicaCount"] = lo
+    if hi is not None:
+        spec["maxReplicaCount"] = hi
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "ScaledObject",
+        "metadata": metadata(object_name(f.name), f.namespace),
+        "spec": spec,
+    }
+
+
+def build_trigger_authentication(subject: Subject) -> dict[str, Any] | None:
+    """KEDA's client certificate for the scaler, from ``scaling.tlsSecret`` (keys ``ca.crt``,
+    ``tls.crt``, ``tls.key``, as cert-manager writes them)."""
+    secret = subject.settings.scaling.tls_secret
+    if not secret or build_scaling(subject) is None:
+        return None
+    f = subject.function
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "TriggerAuthentication",
+        "metadata": metadata(auth_name(subject), f.namespace),
+        "spec": {
+            "secretTargetRef": [
+                {"parameter": "caCert", "name": secret, "key": "ca.crt"},
+                {"parameter": "tlsClientCert", "name": secret, "key": "tls.crt"},
+                {"parameter": "tlsClientKey", "name": secret, "key": "tls.key"},
+            ]
+        },
+    }

@@ -1,0 +1,288 @@
+"""``ofobserve scaler``: flags to a running server. Does I/O (files, sockets, signals)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import yaml
+from prometheus_client import CollectorRegistry, start_http_server
+
+from ofobserve.cluster import kubernetes_client
+from ofobserve.errors import ClusterUnavailable
+
+if TYPE_CHECKING:
+    from ofobserve.scaler.sources import Discovery
+
+log = logging.getLogger("ofobserve.scaler")
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JSONFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s")
+    )
+    root = logging.getLogger("ofobserve")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _read(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _read_bytes(path: str, flag: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{flag}: cannot read {path}: {exc.strerror}") from None
+
+
+def _host_port(value: str, flag: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit():
+        raise click.BadParameter(f"{flag} must be HOST:PORT (got {value!r})")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _discovery(targets: str | None) -> Discovery:
+    from ofobserve.scaler.sources import KubernetesDiscovery, StaticDiscovery
+
+    if targets is not None:
+        try:
+            table = yaml.safe_load(Path(targets).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.ClickException(f"cannot read targets file {targets}: {exc}") from None
+        if not isinstance(table, dict) or not all(
+            isinstance(v, list) and all(isinstance(t, str) for t in v) for v in table.values()
+        ):
+            raise click.ClickException(
+                f"{targets}: expected a mapping of '<namespace>/<function>' to lists of host:port"
+            )
+        return StaticDiscovery(table)
+    try:
+        return KubernetesDiscovery(kubernetes_client().CoreV1Api())
+    except ClusterUnavailable as exc:
+        raise click.UsageError(f"{exc} (or give --targets)") from None
+
+
+@click.command()
+@click.option(
+    "--listen",
+    default="0.0.0.0:6000",
+    show_default=True,
+    envvar="OFOBSERVE_LISTEN",
+    show_envvar=True,
+    help="gRPC address KEDA connects to.",
+)
+@click.option(
+    "--metrics-listen",
+    default="0.0.0.0:9100",
+    show_default=True,
+    envvar="OFOBSERVE_METRICS_LISTEN",
+    show_envvar=True,
+    help="Address of the scaler's own /metrics.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["prometheus", "direct"]),
+    default="direct",
+    show_default=True,
+    envvar="OFOBSERVE_SOURCE",
+    show_envvar=True,
+    help="Read signals from Prometheus (batched) or scrape the function pods.",
+)
+@click.option(
+    "--prometheus-url",
+    envvar="OFOBSERVE_PROMETHEUS_URL",
+    show_envvar=True,
+    help="Prometheus base URL (with --source prometheus).",
+)
+@click.option(
+    "--prometheus-bearer-token-file",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_PROMETHEUS_BEARER_TOKEN_FILE",
+    show_envvar=True,
+    help="File holding a bearer token for Prometheus.",
+)
+@click.option(
+    "--prometheus-username",
+    envvar="OFOBSERVE_PROMETHEUS_USERNAME",
+    show_envvar=True,
+    help="Basic-auth user for Prometheus (with --prometheus-password-file).",
+)
+@click.option(
+    "--prometheus-password-file",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_PROMETHEUS_PASSWORD_FILE",
+    show_envvar=True,
+    help="File holding the basic-auth password.",
+)
+@click.option(
+    "--prometheus-ca-file",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_PROMETHEUS_CA_FILE",
+    show_envvar=True,
+    help="CA bundle that signs Prometheus' certificate.",
+)
+@click.option(
+    "--rate-window",
+    default="1m",
+    show_default=True,
+    envvar="OFOBSERVE_RATE_WINDOW",
+    show_envvar=True,
+    help="PromQL range of the rate and latency queries.",
+)
+@click.option(
+    "--targets",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_TARGETS",
+    show_envvar=True,
+    help="With --source direct: a YAML map of '<ns>/<function>' to host:port lists "
+    "instead of discovering pods through the Kubernetes API.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_TLS_CERT",
+    show_envvar=True,
+    help="Serve TLS with this certificate (PEM).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_TLS_KEY",
+    show_envvar=True,
+    help="Private key of --tls-cert (PEM).",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_TLS_CLIENT_CA",
+    show_envvar=True,
+    help="Require client certificates signed by this CA (mTLS).",
+)
+@click.option(
+    "--max-staleness",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    envvar="OFOBSERVE_MAX_STALENESS",
+    show_envvar=True,
+    help="Seconds the last good reading is used when the source fails; then "
+    "UNAVAILABLE, so KEDA's fallback applies.",
+)
+@click.option(
+    "--refresh-interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    envvar="OFOBSERVE_REFRESH_INTERVAL",
+    show_envvar=True,
+    help="Seconds between two reads of every registered function.",
+)
+@click.option(
+    "--grace-period",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    envvar="OFOBSERVE_GRACE_PERIOD",
+    show_envvar=True,
+    help="Seconds in-flight calls get to finish after SIGTERM.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    envvar="OFOBSERVE_LOG_FORMAT",
+    show_envvar=True,
+    help="Log lines as JSON objects or plain text (stderr).",
+)
+def scaler(**options: Any) -> None:  # fmt: skip
+    """Run the KEDA external scaler (gRPC) that scales functions on concurrency and latency."""
+    # grpc and the sources load only for this command, not for render.
+    from ofobserve.scaler.engine import Engine
+    from ofobserve.scaler.server import TLS, serve
+    from ofobserve.scaler.sources import DirectSource, PrometheusSource, Source
+    from ofobserve.scaler.telemetry import ScalerMetrics
+
+    o = options
+    if o["source"] == "prometheus" and not o["prometheus_url"]:
+        raise click.UsageError("--source prometheus needs --prometheus-url")
+    if o["source"] == "direct" and o["prometheus_url"]:
+        raise click.UsageError("--prometheus-url only applies with --source prometheus")
+    if bool(o["tls_cert"]) != bool(o["tls_key"]):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if o["tls_client_ca"] and not o["tls_cert"]:
+        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    if bool(o["prometheus_username"]) != bool(o["prometheus_password_file"]):
+        raise click.UsageError("--prometheus-username and --prometheus-password-file go together")
+    _logging(o["log_format"])
+    registry = CollectorRegistry()
+    metrics = ScalerMetrics(registry)
+    source: Source
+    if o["source"] == "prometheus":
+        password = _read(o["prometheus_password_file"], "password file")
+        source = PrometheusSource(
+            o["prometheus_url"],
+            window=o["rate_window"],
+            bearer_token=_read(o["prometheus_bearer_token_file"], "bearer token file"),
+            basic_auth=(o["prometheus_username"], password) if password is not None else None,
+            ca_file=o["prometheus_ca_file"],
+            on_query=metrics.queries.inc,
+        )
+    else:
+        source = DirectSource(
+            _discovery(o["targets"]),
+            on_pod_error=lambda key, reason: metrics.source_errors.labels(
+                *key, "direct", reason
+            ).inc(),
+        )
+    host, port = _host_port(o["metrics_listen"], "--metrics-listen")
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {o['metrics_listen']}: {exc.strerror}"
+        ) from None
+    engine = Engine(
+        source, metrics, max_staleness=o["max_staleness"], interval=o["refresh_interval"]
+    )
+    tls = None
+    if o["tls_cert"]:
+        tls = TLS(
+            _read_bytes(o["tls_cert"], "--tls-cert"),
+            _read_bytes(o["tls_key"], "--tls-key"),
+            _read_bytes(o["tls_client_ca"], "--tls-client-ca") if o["tls_client_ca"] else None,
+        )
+    try:
+        asyncio.run(serve(engine, metrics, o["listen"], tls=tls, grace=o["grace_period"]))
+    except RuntimeError as exc:  # grpc: the port cannot be bound
+        raise click.ClickException(str(exc)) from None

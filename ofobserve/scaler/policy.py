@@ -1,0 +1,175 @@
+"""The scaling policy: a function's state and one sample in, a decision out. Pure, no I/O.
+
+Knative's KPA, plus a latency term; the formulas are in docs/scaling.md. :func:`step`
+advances the state in place (O(1) amortised per sample) and returns the decision, so the
+engine calls it once per refresh tick and tests replay any sequence of samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from ofobserve.scaler.config import ScalerConfig
+
+#: The latency term lets go once the quantile is back under this share of the objective.
+LATENCY_RELEASE = 0.8
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the source saw at ``time`` (seconds). ``latency`` is the configured quantile in
+    seconds, or ``None``/NaN when there is no latency signal (no traffic)."""
+
+    time: float
+    concurrency: float
+    rate: float
+    latency: float | None
+    ready: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    active: bool
+    panic: bool
+    reason: str
+
+
+class _Window:
+    """Samples of the last ``length`` seconds: running sum, and a monotonic queue for the
+    maximum, so both are O(1) amortised per sample."""
+
+    def __init__(self, length: float) -> None:
+        self.length = length
+        self.items: deque[tuple[float, float]] = deque()
+        self.peaks: deque[tuple[float, float]] = deque()  # decreasing values
+        self.total = 0.0
+
+    def add(self, time: float, value: float) -> None:
+        self.items.append((time, value))
+        self.total += value
+        while self.peaks and self.peaks[-1][1] <= value:
+            self.peaks.pop()
+        self.peaks.append((time, value))
+        horizon = time - self.length
+        while self.items[0][0] <= horizon:
+            self.total -= self.items.popleft()[1]
+        while self.peaks[0][0] <= horizon:
+            self.peaks.popleft()
+
+    def average(self) -> float:
+        return max(self.total, 0.0) / len(self.items) if self.items else 0.0
+
+    def maximum(self) -> float:
+        return self.peaks[0][1] if self.peaks else 0.0
+
+
+@dataclass
+class State:
+    """What the policy remembers about one function between samples."""
+
+    stable: _Window
+    panic: _Window
+    recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    panic_until: float = -math.inf
+    latency_engaged: bool = False
+    last: Decision | None = None
+
+    @classmethod
+    def new(cls, config: ScalerConfig) -> State:
+        return cls(_Window(config.stable_window), _Window(config.panic_window))
+
+
+def _bounded(config: ScalerConfig, desired: int) -> tuple[int, str]:
+    if desired < config.min_replicas:
+        return config.min_replicas, "minReplicas"
+    if config.max_replicas is not None and desired > config.max_replicas:
+        return config.max_replicas, "maxReplicas"
+    return desired, ""
+
+
+def step(config: ScalerConfig, state: State, sample: Sample) -> Decision:
+    """Advance ``state`` by ``sample``; the decision in force from now on."""
+    now = sample.time
+    concurrency = max(sample.concurrency, 0.0) if math.isfinite(sample.concurrency) else 0.0
+    state.stable.add(now, concurrency)
+    state.panic.add(now, concurrency)
+    ready = max(sample.ready, 1)
+    per_replica = config.per_replica
+
+    stable_desired = math.ceil(state.stable.average() / per_replica - 1e-9)
+    panic_desired = math.ceil(state.panic.average() / per_replica - 1e-9)
+    # Panic starts when the panic window, or the newest sample alone (so a burst is caught
+    # on its first tick, before it fills the window), needs panicThreshold x the replicas.
+    burst = math.ceil(concurrency / per_replica - 1e-9)
+    if max(panic_desired, burst) / ready >= config.panic_threshold:
+        state.panic_until = now + config.stable_window
+    panicking = now < state.panic_until
+
+    reason = "stable window"
+    desired = stable_desired
+    if panicking:
+        previous = state.last.desired if state.last else 0
+        desired = max(panic_desired, stable_desired, previous)
+        reason = "panic window"
+
+    latency_desired = _latency_term(config, state, sample, ready)
+    if latency_desired > desired:
+        desired, reason = latency_desired, "latency objective"
+
+    # Rate limits, relative to the replicas ready now (as the KPA).
+    up_limit = math.ceil(ready * config.max_scale_up_rate)
+    down_limit = math.floor(ready / config.max_scale_down_rate)
+    if desired > up_limit:
+        desired, reason = up_limit, "maxScaleUpRate"
+    elif sample.ready > 0 and desired < down_limit:
+        desired, reason = down_limit, "maxScaleDownRate"
+
+    # Scale-down delay: the highest recommendation of the last scaleDownDelay seconds.
+    state.recommendations.append((now, desired))
+    while state.recommendations and state.recommendations[0][0] <= now - config.scale_down_delay:
+        if len(state.recommendations) == 1:
+            break
+        state.recommendations.popleft()
+    delayed = max(r for _, r in state.recommendations)
+    if delayed > desired:
+        desired, reason = delayed, "scaleDownDelay"
+
+    active = (
+        state.stable.maximum() > config.activation_concurrency
+        or sample.rate > 0
+        or panicking
+        or config.min_replicas > 0
+    )
+    if not active:
+        desired, reason = 0, "inactive"
+    else:
+        desired = max(desired, 1)
+    bounded, why = _bounded(config, desired)
+    if why and (bounded != desired):
+        desired, reason = bounded, why
+    decision = Decision(desired=desired, active=active, panic=panicking, reason=reason)
+    state.last = decision
+    return decision
+
+
+def _latency_term(config: ScalerConfig, state: State, sample: Sample, ready: int) -> int:
+    """Replicas the latency objective asks for, or 0 when it asks for nothing.
+
+    Little's law: at a fixed request rate, the concurrency a replica holds grows with the
+    time each request takes, so with latency ``q`` over objective ``L`` the fleet holds
+    about ``q / L`` times too much work per replica: ``ceil(ready * q / L)``. Hysteresis:
+    once engaged, the term holds the current replicas until ``q`` falls under 0.8 L.
+    """
+    objective, q = config.latency_objective, sample.latency
+    if objective is None or q is None or not math.isfinite(q) or sample.rate <= 0:
+        return 0  # no traffic, no latency signal: the term neither adds nor releases
+    if q > objective:
+        state.latency_engaged = True
+        return math.ceil(ready * q / objective - 1e-9)
+    if state.latency_engaged and q > LATENCY_RELEASE * objective:
+        return ready
+    state.latency_engaged = False
+    return 0

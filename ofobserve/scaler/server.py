@@ -1,0 +1,287 @@
+"""The gRPC server KEDA talks to: ExternalScaler, health, reflection, TLS, shutdown. Does I/O.
+
+Every handler answers from the engine's memory. Bad metadata is ``INVALID_ARGUMENT`` naming
+the key; stale data is ``UNAVAILABLE`` (KEDA then applies the ScaledObject's ``fallback``);
+anything unexpected is logged and returned as ``INTERNAL`` without its details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ofobserve import conventions as c
+from ofobserve.scaler.config import MetadataError, ScalerConfig, parse_metadata
+from ofobserve.scaler.engine import Engine, Unavailable
+from ofobserve.scaler.proto import externalscaler_pb2 as pb
+from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from ofobserve.scaler.telemetry import ScalerMetrics
+
+log = logging.getLogger("ofobserve.scaler")
+R = TypeVar("R")
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _config(ref: pb.ScaledObjectRef) -> ScalerConfig:
+    try:
+        return parse_metadata(ref.name, ref.namespace, dict(ref.scalerMetadata))
+    except MetadataError as exc:
+        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+
+
+def _unary(
+    method: str,
+) -> Callable[
+    [Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]],
+    Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]],
+]:
+    """Record the RPC's code and duration; map refusals and surprises to gRPC statuses."""
+
+    def wrap(
+        handler: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]],
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]:
+        @functools.wraps(handler)
+        async def run(self: Scaler, request: Any, context: grpc.aio.ServicerContext) -> R:
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return await handler(self, request, context)
+            except _Refused as exc:
+                code = exc.code
+                await context.abort(exc.code, exc.message)
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("%s failed", method)
+                await context.abort(code, "internal error; see the scaler's log")
+            finally:
+                self.metrics.rpc(method, "unary", code.name, time.perf_counter() - started)
+            raise AssertionError("unreachable")  # context.abort always raises
+
+        return run
+
+    return wrap
+
+
+class Scaler(pb_grpc.ExternalScalerServicer):
+    def __init__(self, engine: Engine, metrics: ScalerMetrics, stopping: asyncio.Event) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.stopping = stopping
+
+    def _spec(self, config: ScalerConfig) -> pb.GetMetricSpecResponse:
+        return pb.GetMetricSpecResponse(
+            metricSpecs=[
+                pb.MetricSpec(metricName=config.metric_name, targetSize=1, targetSizeFloat=1)
+            ]
+        )
+
+    async def _decide(self, config: ScalerConfig) -> Any:
+        entry = await self.engine.ensure(config)
+        try:
+            return self.engine.decision(entry)
+        except Unavailable as exc:
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+
+    @_unary("GetMetricSpec")
+    async def GetMetricSpec(  # noqa: N802 (gRPC's names)
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricSpecResponse:
+        config = _config(request)
+        self.engine.register(config)  # start reading it; the spec itself needs no data
+        return self._spec(config)
+
+    @_unary("GetMetrics")
+    async def GetMetrics(  # noqa: N802
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsResponse:
+        config = _config(request.scaledObjectRef)
+        desired = (await self._decide(config)).desired
+        name = request.metricName or config.metric_name
+        return pb.GetMetricsResponse(
+            metricValues=[
+                pb.MetricValue(
+                    metricName=name, metricValue=math.ceil(desired), metricValueFloat=desired
+                )
+            ]
+        )
+
+    @_unary("IsActive")
+    async def IsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> pb.IsActiveResponse:
+        return pb.IsActiveResponse(result=(await self._decide(_config(request))).active)
+
+    async def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        """The current state at once, then ``true`` on each transition into active."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            config = _config(request)
+            entry = await self.engine.ensure(config)
+            queue = self.engine.subscribe(entry)
+            stop = asyncio.ensure_future(self.stopping.wait())
+            try:
+                current = entry.decision.active if entry.decision else False
+                yield pb.IsActiveResponse(result=current)
+                while not stop.done():
+                    getter = asyncio.ensure_future(queue.get())
+                    try:
+                        await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        getter.cancel()
+                    if getter.done() and not getter.cancelled():
+                        yield pb.IsActiveResponse(result=True)
+            finally:
+                stop.cancel()
+                entry.subscribers.discard(queue)
+        except _Refused as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+        finally:
+            self.metrics.rpc(
+                "StreamIsActive", "server_stream", code.name, time.perf_counter() - started
+            )
+
+    async def StreamMetricSpec(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        """The spec at once (equal to GetMetricSpec's), then nothing until it changes: it
+        only changes with the metadata, and new metadata opens a new stream."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            config = _config(request)
+            self.engine.register(config)
+            yield self._spec(config)
+            await self.stopping.wait()
+        except _Refused as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+        finally:
+            self.metrics.rpc(
+                "StreamMetricSpec", "server_stream", code.name, time.perf_counter() - started
+            )
+
+
+class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """``grpc.health.v1.Health``. Unlike grpcio-health-checking's servicer, ``Watch`` streams
+    end after sending NOT_SERVING on shutdown, so they do not hold the drain for its whole
+    grace period."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, int] = {}
+        self.changed = asyncio.Condition()
+        self.closing = False
+
+    async def set(self, service: str, status: int) -> None:
+        async with self.changed:
+            self.status[service] = status
+            self.changed.notify_all()
+
+    async def close(self) -> None:
+        """Every service NOT_SERVING, and every Watch stream ends."""
+        async with self.changed:
+            for service in self.status:
+                self.status[service] = health_pb2.HealthCheckResponse.NOT_SERVING
+            self.closing = True
+            self.changed.notify_all()
+
+    async def Check(  # noqa: N802
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service not in self.status:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=self.status[request.service])
+
+    async def Watch(  # noqa: N802
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        last = None
+        while True:
+            async with self.changed:
+                status, closing = self.status.get(request.service, unknown), self.closing
+                if status == last and not closing:
+                    await self.changed.wait()
+                    continue
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            if closing:
+                return
+
+
+@dataclass(frozen=True)
+class TLS:
+    """PEM bytes: certificate, key, and the CA that client certificates must chain to."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+async def serve(
+    engine: Engine,
+    metrics: ScalerMetrics,
+    listen: str,
+    *,
+    tls: TLS | None = None,
+    grace: float = 10.0,
+    ready: Callable[[int], None] = lambda port: None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop``): then NOT_SERVING, drain for ``grace``
+    seconds, stop the refresh loop and return."""
+    stopping = stop or asyncio.Event()
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalScalerServicer_to_server(Scaler(engine, metrics, stopping), server)
+    health = Health()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = (c.SCALER_GRPC_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+    port = (
+        server.add_secure_port(listen, tls.credentials())
+        if tls
+        else server.add_insecure_port(listen)
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stopping.set)
+    await server.start()
+    for name in ("", c.SCALER_GRPC_SERVICE):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    refresher = asyncio.create_task(engine.run(stopping))
+    log.info("listening on %s (port %d)", listen, port)
+    ready(port)
+    await stopping.wait()
+    log.info("stopping: health NOT_SERVING, draining for up to %g s", grace)
+    await health.close()
+    await server.stop(grace)
+    await refresher
+    log.info("stopped")

@@ -1,0 +1,180 @@
+"""The scaling policy: table-driven cases and hypothesis properties (pure, no I/O)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ofobserve.scaler.config import ScalerConfig
+from ofobserve.scaler.policy import Decision, Sample, State, step
+
+BASE = ScalerConfig(namespace="shop", function="fn", target_concurrency=10, target_utilization=1)
+
+
+def run(
+    config: ScalerConfig,
+    loads: list[float],
+    *,
+    ready: int | None = None,
+    latency: float | None = None,
+    rate: float = 1.0,
+) -> list[Decision]:
+    """One sample per second; ``ready`` follows the previous decision unless given."""
+    state, decisions = State.new(config), []
+    current = ready if ready is not None else 1
+    for t, load in enumerate(loads):
+        decision = step(config, state, Sample(float(t), load, rate, latency, current))
+        decisions.append(decision)
+        if ready is None:
+            current = decision.desired
+    return decisions
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "loads", "want"),
+    [
+        ("steady 25 at 10 per replica", BASE, [25.0] * 60, 3),
+        ("utilisation 0.5 doubles", replace(BASE, target_utilization=0.5), [25.0] * 60, 5),
+        ("idle scales to zero", BASE, [0.0] * 60, 0),
+        ("minReplicas keeps one", replace(BASE, min_replicas=1), [0.0] * 60, 1),
+        ("maxReplicas caps", replace(BASE, max_replicas=4), [100.0] * 60, 4),
+        ("activation threshold", replace(BASE, activation_concurrency=5), [4.0] * 60, 0),
+    ],
+)
+def test_steady_loads(name: str, config: ScalerConfig, loads: list[float], want: int) -> None:
+    rate = 1.0 if name != "activation threshold" and loads[0] > 0 else 0.0
+    assert run(config, loads, rate=rate)[-1].desired == want, name
+
+
+def test_a_tenfold_step_enters_panic_within_one_tick() -> None:
+    decisions = run(BASE, [20.0] * 130 + [200.0])
+    before, after = decisions[-2], decisions[-1]
+    assert not before.panic
+    assert after.panic
+    assert after.desired >= 2 * before.desired
+    assert after.reason == "panic window"
+
+
+def test_panic_holds_replicas_then_ends_one_stable_window_after_the_last_breach() -> None:
+    decisions = run(BASE, [20.0] * 130 + [200.0] * 10 + [20.0] * 80)
+    assert not decisions[129].panic
+    assert decisions[130].panic
+    peak = max(d.desired for d in decisions[130:140])
+    in_panic = [d for d in decisions[130:] if d.panic]
+    assert all(later.desired >= peak for later in in_panic[in_panic.index(decisions[139]) :])
+    # the last breach is within the 200s (t <= 139): panic ends one stable window later
+    assert len(in_panic) <= 10 + 60
+    assert not decisions[-1].panic
+    assert decisions[-1].desired == 2
+
+
+def test_scale_down_delay_keeps_the_highest_recent_recommendation() -> None:
+    config = replace(BASE, scale_down_delay=30.0, panic_threshold=1000)
+    decisions = run(config, [50.0] * 60 + [10.0] * 100)
+    assert decisions[100].desired == 5  # the stable window still holds some of the 50s
+    assert decisions[-1].desired == 1
+    assert any(d.reason == "scaleDownDelay" for d in decisions)
+
+
+def test_scale_down_rate_halves_at_most_per_step() -> None:
+    config = replace(BASE, max_scale_down_rate=2.0)
+    decision = step(config, State.new(config), Sample(0.0, 10.0, 1.0, None, 8))
+    assert decision.desired == 4
+    assert decision.reason == "maxScaleDownRate"
+
+
+def test_scale_up_rate_limits_relative_to_ready() -> None:
+    config = replace(BASE, max_scale_up_rate=2.0, panic_threshold=1000)
+    decision = step(config, State.new(config), Sample(0.0, 500.0, 1.0, None, 3))
+    assert decision.desired == 6
+    assert decision.reason == "maxScaleUpRate"
+
+
+def test_latency_over_objective_adds_replicas_with_hysteresis() -> None:
+    config = replace(BASE, latency_objective=0.2, panic_threshold=1000)
+    state = State.new(config)
+    slow = step(config, state, Sample(0.0, 10.0, 5.0, 0.4, 2))
+    assert (slow.desired, slow.reason) == (4, "latency objective")  # ceil(2 * 0.4 / 0.2)
+    held = step(config, state, Sample(1.0, 10.0, 5.0, 0.18, 4))
+    assert held.desired == 4  # between 0.8 L and L: hold
+    released = step(config, state, Sample(2.0, 10.0, 5.0, 0.1, 4))
+    assert released.desired == 2  # under 0.8 L the term lets go; maxScaleDownRate halves 4
+
+
+def test_latency_without_traffic_is_no_signal() -> None:
+    config = replace(BASE, latency_objective=0.2)
+    decision = step(config, State.new(config), Sample(0.0, 10.0, 0.0, 5.0, 1))
+    assert decision.reason != "latency objective"
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+loads = st.lists(st.floats(min_value=0, max_value=1000), min_size=1, max_size=90)
+configs = st.builds(
+    ScalerConfig,
+    namespace=st.just("ns"),
+    function=st.just("fn"),
+    target_concurrency=st.floats(min_value=0.5, max_value=50),
+    target_utilization=st.floats(min_value=0.1, max_value=1),
+    min_replicas=st.integers(min_value=0, max_value=3),
+    max_replicas=st.one_of(st.none(), st.integers(min_value=3, max_value=50)),
+    stable_window=st.sampled_from([10.0, 60.0]),
+    panic_window=st.sampled_from([2.0, 6.0]),
+    scale_down_delay=st.sampled_from([0.0, 5.0]),
+    latency_objective=st.one_of(st.none(), st.just(0.3)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, st.floats(min_value=0, max_value=500), st.floats(min_value=0, max_value=500))
+def test_desired_is_monotone_in_load(config: ScalerConfig, a: float, b: float) -> None:
+    low, high = sorted((a, b))
+    n = int(config.stable_window) + 2
+    assert (
+        run(config, [low] * n, ready=5)[-1].desired <= run(config, [high] * n, ready=5)[-1].desired
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, loads, st.integers(min_value=0, max_value=40))
+def test_desired_stays_within_bounds(config: ScalerConfig, series: list[float], ready: int) -> None:
+    for decision in run(config, series, ready=ready):
+        assert decision.desired >= config.min_replicas
+        if config.max_replicas is not None:
+            assert decision.desired <= config.max_replicas
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, loads)
+def test_no_scale_down_while_panicking(config: ScalerConfig, series: list[float]) -> None:
+    decisions = run(config, series)
+    for before, after in itertools.pairwise(decisions):
+        if before.panic and after.panic:
+            assert after.desired >= before.desired
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, loads, st.sampled_from([None, math.nan]))
+def test_nan_latency_never_changes_the_decision(
+    config: ScalerConfig, series: list[float], missing: float | None
+) -> None:
+    assert run(config, series, latency=missing) == run(config, series, latency=None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(configs, st.floats(min_value=1, max_value=100))
+def test_a_tenfold_step_always_panics_at_once(config: ScalerConfig, replicas: float) -> None:
+    """From a steady load of at least one replica's worth, ten times the load needs more
+    than twice the replicas: panic on the very tick of the step."""
+    config = replace(config, panic_threshold=2.0, max_replicas=None, max_scale_up_rate=1000)
+    load = replicas * config.per_replica
+    steady = [load] * (2 * int(config.stable_window) + 1)
+    decisions = run(config, [*steady, 10 * load])
+    if decisions[-2].panic:
+        return  # already panicking on the way up (a tiny target): nothing to enter
+    assert decisions[-1].panic

@@ -1,0 +1,228 @@
+"""The scaler's Prometheus source against a real Prometheus of its own (so the test can
+kill and restart it), scraping synthetic native-profile exporters for 100 functions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import http.server
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ofobserve import conventions as c
+from ofobserve.scaler.config import ScalerConfig
+from ofobserve.scaler.proto import externalscaler_pb2 as pb
+from ofobserve.scaler.sources import PrometheusSource, SourceError
+from tests.support.exporters import Clock, Exporters, Family, StaticFamilies, histogram
+from tests.support.prometheus import PrometheusServer
+from tests.support.scaler import Running, ref, running_scaler
+from tests.support.tools import require_tool
+from tests.test_scaler_server import eventually
+
+FUNCTIONS = [(f"team-{i % 4}", f"fn-{i:03d}") for i in range(100)]
+METADATA = {"targetConcurrency": "1", "targetUtilization": "1"}
+
+
+def in_flight(index: int) -> int:
+    return index % 5 + 1
+
+
+def _families(keys: list[tuple[int, tuple[str, str]]], clock: Clock) -> list[Family]:
+    gauge = Family(c.NATIVE_IN_FLIGHT, "gauge")
+    requests = Family(c.NATIVE_REQUESTS_TOTAL.removesuffix("_total"), "counter")
+    durations = Family(c.NATIVE_DURATION_SECONDS, "histogram")
+    labels_family = Family(c.KSM_DEPLOYMENT_LABELS, "gauge")
+    available = Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge")
+    for index, (ns, fn) in keys:
+        ident = {"namespace": ns, "function": fn}
+        gauge.add(ident, in_flight(index))
+        requests.add({**ident, "code": "200"}, clock.counter(10), "_total")
+        histogram(durations, ident, (0.1, 0.25, 0.5, 1), lambda b: 1.0 if b >= 0.25 else 0.0,
+                  10, clock)  # fmt: skip
+        deployment = {"namespace": ns, "deployment": f"{fn}-deployment"}
+        labels_family.add({**deployment, c.KSM_FUNCTION_LABEL: fn}, 1)
+        available.add(deployment, 2)
+    return [gauge, requests, durations, labels_family, available]
+
+
+@pytest.fixture(scope="module")
+def own_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A Prometheus of this module's own: the tests kill it."""
+    server = PrometheusServer(require_tool("prometheus"), tmp_path_factory.mktemp("scaler-prom"))
+    server.start()
+    clock, exporters, jobs = Clock(), Exporters(), []
+    indexed = list(enumerate(FUNCTIONS))
+    for part in range(4):
+        registry = CollectorRegistry()
+        registry.register(StaticFamilies(_families(indexed[part::4], clock)))
+        jobs.append(
+            {
+                "job_name": f"functions-{part}",
+                "honor_labels": True,
+                "static_configs": [{"targets": [exporters.serve(registry)]}],
+            }
+        )
+    server.configure(jobs)
+    try:
+        server.wait_for(f"count(count_over_time({c.NATIVE_IN_FLIGHT}[1m]) >= 12) == 100", 60)
+        yield server
+    finally:
+        exporters.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def scaler(own_prometheus: PrometheusServer) -> Iterator[Running]:
+    source = PrometheusSource(own_prometheus.url, window="10s", timeout=1.0)
+    with running_scaler(source, max_staleness=3.0, interval=0.2) as running:
+        source.on_query = running.metrics.queries.inc
+        yield running
+
+
+def _desired(scaler: Running, ns: str, fn: str) -> int:
+    request = pb.GetMetricsRequest(scaledObjectRef=ref(fn, ns, **METADATA))
+    return int(scaler.stub().GetMetrics(request, timeout=5).metricValues[0].metricValue)
+
+
+def _refreshes(scaler: Running) -> float:
+    value = scaler.sample("ofobserve_scaler_source_request_duration_seconds_count",
+                          {"source": "prometheus"})  # fmt: skip
+    return value or 0.0
+
+
+def _queries(scaler: Running) -> float:
+    return scaler.sample("ofobserve_scaler_prometheus_queries_total") or 0.0
+
+
+def _at_rest(scaler: Running) -> tuple[float, float]:
+    """(queries, reads) read between two reads, under the engine's own lock."""
+
+    async def read() -> tuple[float, float]:
+        async with scaler.engine._lock:
+            return _queries(scaler), _refreshes(scaler)
+
+    return asyncio.run_coroutine_threadsafe(read(), scaler.loop).result(10)
+
+
+def _queries_per_refresh(scaler: Running, seconds: float = 2.0) -> float:
+    q0, r0 = _at_rest(scaler)
+    time.sleep(seconds)
+    q1, r1 = _at_rest(scaler)
+    return (q1 - q0) / (r1 - r0)
+
+
+def test_values_follow_the_load_and_queries_do_not_grow(scaler: Running) -> None:
+    for index, (ns, fn) in enumerate(FUNCTIONS[:10]):
+        assert _desired(scaler, ns, fn) == in_flight(index)
+    with_ten = _queries_per_refresh(scaler)
+    for index, (ns, fn) in enumerate(FUNCTIONS):
+        assert _desired(scaler, ns, fn) == in_flight(index)
+    with_hundred = _queries_per_refresh(scaler)
+    assert len(scaler.engine.entries) == 100
+    # concurrency, rate, latency, ready: four batched queries a tick, for 10 or 100 functions
+    assert with_ten == with_hundred == 4
+
+
+def test_an_outage_serves_the_snapshot_then_unavailable_then_recovers(
+    scaler: Running, own_prometheus: PrometheusServer
+) -> None:
+    ns, fn = FUNCTIONS[3]
+    assert _desired(scaler, ns, fn) == in_flight(3)
+    own_prometheus.stop()
+    answers: list[int] = []
+    refused: grpc.RpcError | None = None
+    deadline = time.monotonic() + 10
+    while refused is None and time.monotonic() < deadline:
+        try:
+            answers.append(_desired(scaler, ns, fn))
+        except grpc.RpcError as exc:
+            refused = exc
+        time.sleep(0.1)
+    assert refused is not None
+    assert refused.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(answers) >= 10  # about 3 s of answers from the snapshot
+    assert set(answers) == {in_flight(3)}  # never 0
+    labels = {"namespace": ns, "function": fn, "source": "prometheus", "reason": "prometheus"}
+    errors = scaler.sample("ofobserve_scaler_source_errors_total", labels)
+    assert errors is not None
+    assert errors > 0
+    own_prometheus.resume()
+    eventually(lambda: _desired(scaler, ns, fn) == in_flight(3), 30)
+
+
+def test_the_batched_queries_are_what_the_docs_show(tmp_path: Path) -> None:
+    from ofobserve.profiles import NATIVE
+    from ofobserve.scaler.sources import batch_queries
+
+    queries = batch_queries(NATIVE, 0.95, "1m")
+    assert queries.concurrency == "sum by (namespace, function) (function_requests_in_flight)"
+    assert queries.rate == (
+        'sum by (namespace, function) (rate({__name__=~"function_requests_total"}[1m]))'
+    )
+    del tmp_path
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every query with an empty vector and remembers the request headers."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        _Recorder.seen.append(dict(self.headers))
+        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _http_server(tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    scheme = "https" if tls else "http"
+    try:
+        yield f"{scheme}://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_bearer_and_basic_auth_reach_prometheus() -> None:
+    config = ScalerConfig("shop", "fn")
+    with _http_server() as url:
+        _Recorder.seen.clear()
+        found = asyncio.run(PrometheusSource(url, bearer_token="s3cret").fetch([config]))
+        assert found == {}  # a successful read without series: no traffic, not an error
+        assert {h["Authorization"] for h in _Recorder.seen} == {"Bearer s3cret"}
+        _Recorder.seen.clear()
+        asyncio.run(PrometheusSource(url, basic_auth=("ofobserve", "pw")).fetch([config]))
+        expected = "Basic " + base64.b64encode(b"ofobserve:pw").decode()
+        assert {h["Authorization"] for h in _Recorder.seen} == {expected}
+
+
+def test_the_ca_option_verifies_prometheus_certificate(pki: Path) -> None:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(pki / "server.pem", pki / "server.key")
+    config = ScalerConfig("shop", "fn")
+    with _http_server(tls) as url:
+        trusted = PrometheusSource(url, ca_file=str(pki / "ca.pem"))
+        assert asyncio.run(trusted.fetch([config])) == {}
+        with pytest.raises(SourceError, match="SSLError"):
+            asyncio.run(PrometheusSource(url).fetch([config]))  # system CAs: refused
