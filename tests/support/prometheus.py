@@ -59,6 +59,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.enable-lifecycle",
+                "--enable-feature=exemplar-storage",
                 "--log.level=warn",
             ],
             stdout=log,
@@ -117,6 +118,14 @@ class PrometheusServer:
             raise PrometheusError(f"{body.get('errorType')}: {body.get('error')}") from None
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
+
+    def exemplars(self, expr: str, seconds: float = 300) -> list[dict[str, Any]]:
+        """``/api/v1/query_exemplars`` over the last ``seconds``."""
+        now = time.time()
+        params = urllib.parse.urlencode({"query": expr, "start": now - seconds, "end": now})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query_exemplars?{params}", timeout=10) as r:
+            data: list[dict[str, Any]] = json.load(r)["data"]
+        return data
 
     def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Poll until ``expr`` returns at least one series; the first scrape takes seconds."""
