@@ -180,7 +180,7 @@ def render(
         subjects, fleet = _load(paths, config_path, from_cluster, namespace)
         chosen = groups or GROUP_NAMES
         artifacts = [a for s in _progress(subjects) for a in render_subject(s, chosen)]
-        artifacts += render_fleet(fleet, chosen)
+        artifacts += render_fleet(subjects, fleet, chosen)
         artifacts.sort(key=lambda a: a.path)
         if output == "-":
             click.echo(serialize_stream(artifacts, stream_format), nl=False)

@@ -113,7 +113,15 @@ def build_function(doc: dict[str, Any], where: Location) -> Function:
         serving_labels=serving_labels,
         annotations=annotations,
         serving_annotations=serving_annotations,
+        containers_raw=_containers_raw(reader),
     )
+
+
+def _containers_raw(reader: _Reader) -> str:
+    containers = reader.get("spec.serving.template.containers", list)
+    if not containers:
+        return ""
+    return json.dumps([x for x in containers if isinstance(x, dict)], sort_keys=True, default=str)
 
 
 class _Parsed(NamedTuple):

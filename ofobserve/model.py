@@ -104,6 +104,9 @@ class Function:
     annotations: Pairs = ()  # metadata.annotations
     serving_annotations: Pairs = ()  # spec.serving.annotations
     refs: ClusterRefs = ClusterRefs()
+    #: ``spec.serving.template.containers`` as written (sorted JSON), for patches that must
+    #: carry the list whole.
+    containers_raw: str = ""
 
     @property
     def key(self) -> tuple[str, str]:

@@ -6,7 +6,7 @@ artifact does not apply to that function (the summary shows why).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,13 @@ from ofobserve.builders.patches import build_function_patch
 from ofobserve.builders.rule_tests import build_rule_tests
 from ofobserve.builders.rules import build_prometheus_rule
 from ofobserve.builders.scaling import build_scaling, build_trigger_authentication
+from ofobserve.builders.telemetry import (
+    build_collector,
+    build_collector_configmap,
+    build_fluent_bit,
+    build_fluent_bit_configmap,
+    build_otel_env_patch,
+)
 from ofobserve.settings import Settings
 from ofobserve.subject import Subject
 
@@ -50,11 +57,11 @@ class ArtifactKind:
 
 @dataclass(frozen=True)
 class FleetKind:
-    """One file for all functions, at ``<group>/<name>.<format>``, built from the fleet's
-    settings (the config's ``defaults:``)."""
+    """One file for all functions, at ``<group>/<name>.<format>``, built from every subject
+    and the fleet's settings (the config's ``defaults:``)."""
 
     name: str
-    build: Callable[[Settings], Any]
+    build: Callable[[Sequence[Subject], Settings], Any]
     format: Format = "yaml"
 
 
@@ -77,6 +84,16 @@ GROUPS: tuple[ArtifactGroup, ...] = (
     ArtifactGroup(
         "rules",
         (ArtifactKind(build_prometheus_rule), ArtifactKind(build_rule_tests, folder="tests")),
+    ),
+    ArtifactGroup(
+        "telemetry",
+        (ArtifactKind(build_otel_env_patch),),
+        (
+            FleetKind("fluent-bit", build_fluent_bit),
+            FleetKind("fluent-bit-configmap", build_fluent_bit_configmap),
+            FleetKind("otel-collector", build_collector),
+            FleetKind("otel-collector-configmap", build_collector_configmap),
+        ),
     ),
     ArtifactGroup(
         "dashboards",
@@ -116,14 +133,16 @@ def render_subject(subject: Subject, groups: Iterable[str] = GROUP_NAMES) -> Ite
                 )
 
 
-def render_fleet(settings: Settings, groups: Iterable[str] = GROUP_NAMES) -> Iterator[Artifact]:
-    """The artifacts that span every function (the overview and scaler dashboards)."""
+def render_fleet(
+    subjects: Sequence[Subject], settings: Settings, groups: Iterable[str] = GROUP_NAMES
+) -> Iterator[Artifact]:
+    """The artifacts that span every function (fleet dashboards, log and trace pipelines)."""
     wanted = set(groups)
     for group in GROUPS:
         if group.name not in wanted:
             continue
         for kind in group.fleet:
-            content = kind.build(settings)
+            content = kind.build(subjects, settings)
             if content is not None:
                 path = f"{group.name}/{kind.name}.{kind.format}"
                 yield Artifact(path=path, content=content, format=kind.format, group=group.name)
@@ -136,7 +155,7 @@ def render_all(
 ) -> list[Artifact]:
     """Every artifact of every function, then the fleet's (``fleet``: its settings, by
     default the built-in ones), sorted by path."""
-    chosen = tuple(groups)
+    chosen, subjects = tuple(groups), list(subjects)
     artifacts = [a for s in subjects for a in render_subject(s, chosen)]
-    artifacts += render_fleet(fleet or Settings(), chosen)
+    artifacts += render_fleet(subjects, fleet or Settings(), chosen)
     return sorted(artifacts, key=lambda a: a.path)

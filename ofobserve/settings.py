@@ -151,6 +151,57 @@ class Grafana(_Section):
     traces: TracesLink = TracesLink()
 
 
+class SecretRef(_Section):
+    """A key of a Kubernetes Secret: referenced, never copied into rendered files."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class LogShipping(_Section):
+    """Fluent Bit's output (docs/telemetry.md)."""
+
+    output: Literal["es", "loki", "opentelemetry"] = "loki"
+    host: str = ""  # empty: the output's usual in-cluster service
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: bool = False
+    index: Literal["function", "namespace"] = "function"  # es only: one index per ...
+    user: str = ""
+    password_secret: SecretRef | None = None
+
+
+class TailSampling(_Section):
+    enabled: bool = False
+    percentage: Annotated[float, Field(ge=0, le=100)] = 10.0
+
+
+class TraceShipping(_Section):
+    """Where functions send spans (the collector) and where the collector sends them."""
+
+    endpoint: str = "http://otel-collector.observability.svc:4317"
+    protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    backend: Literal["jaeger", "tempo"] = "jaeger"
+    backend_endpoint: str = "jaeger-collector.observability.svc:4317"
+    headers_secret: SecretRef | None = None
+    sampling: TailSampling = TailSampling()
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/:]+(:[0-9]{1,5})?/?", value):
+            raise ValueError(
+                "must be an http(s) URL with a host and an optional port, such as "
+                "http://otel-collector.observability.svc:4317"
+            )
+        return value
+
+
+class Telemetry(_Section):
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "observability"
+    logs: LogShipping = LogShipping()
+    traces: TraceShipping = TraceShipping()
+
+
 class SelectorLabels(_Section):
     rules: LabelMap = {}
     monitors: LabelMap = {}
@@ -181,6 +232,7 @@ class Settings(_Section):
     alerting: Alerting = Alerting()
     scaling: Scaling = Scaling()
     grafana: Grafana = Grafana()
+    telemetry: Telemetry = Telemetry()
     selector_labels: SelectorLabels = SelectorLabels()
     monitoring: Monitoring = Monitoring()
 

@@ -1,5 +1,5 @@
 """The copy-paste examples in docs/instrumentation.md run as written (each in its own
-interpreter, with no metrics port opened)."""
+interpreter, with no metrics port opened), and docs/telemetry.md's configuration renders."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.conftest import run_cli
 from tests.support.tools import REPO
 
 DOC = REPO / "docs" / "instrumentation.md"
@@ -48,3 +51,27 @@ def test_the_documented_outputs_are_real() -> None:
     assert signature.startswith("instrument: handler(a, b, c) has an unsupported signature")
     assert " ".join(signature.split()) in " ".join(text.split())
     assert "b'hello'" in outputs
+
+
+def test_the_telemetry_example_renders(tmp_path: Path) -> None:
+    """docs/telemetry.md's configuration renders, and does what the page says."""
+    text = (REPO / "docs" / "telemetry.md").read_text()
+    [config] = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    path = tmp_path / "telemetry.yaml"
+    path.write_text(config)
+    out = tmp_path / "out"
+    result = run_cli(
+        "render", str(REPO / "examples" / "functions"), "-c", str(path), "--only",
+        "telemetry", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    fluent = yaml.safe_load((out / "telemetry" / "fluent-bit.yaml").read_text())
+    [output] = fluent["pipeline"]["outputs"]
+    assert (output["name"], output["logstash_prefix_key"]) == (
+        "es",
+        "$kubernetes['namespace_name']",
+    )
+    assert output["http_passwd"] == "${FLUENT_OUTPUT_PASSWORD}"
+    collector = yaml.safe_load((out / "telemetry" / "otel-collector.yaml").read_text())
+    assert "otlp/tempo" in collector["exporters"]
+    assert "tail_sampling" in collector["processors"]

@@ -371,3 +371,26 @@ def test_bad_bucket_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OFOBSERVE_BUCKETS", "0.25,fast")
     with pytest.raises(InstrumentError, match="OFOBSERVE_BUCKETS: 'fast' is not a number"):
         instrument(start_server=False)(lambda context, data: None)
+
+
+def test_multiprocess_mode_sums_the_workers(tmp_path: Any) -> None:
+    """Two worker processes (as gunicorn forks them) write to PROMETHEUS_MULTIPROC_DIR; the
+    multiprocess collector the metrics endpoint uses reads their sum."""
+    from prometheus_client import multiprocess
+
+    worker = (
+        "from ofobserve.instrument import instrument\n"
+        "@instrument(function='mp', start_server=False)\n"
+        "def main(context, data):\n"
+        "    return data\n"
+        "for i in range(3):\n"
+        "    main({}, i)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", worker], env=env, cwd=REPO, check=True)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    assert _registry_value(registry, "function_requests_total", function="mp", code="200") == 6
+    assert _registry_value(registry, "function_cold_starts_total", function="mp") == 2
+    assert _registry_value(registry, "function_request_duration_seconds_count", function="mp") == 6

@@ -15,7 +15,7 @@ from tests.support.tools import REPO
 #: rules/ and dashboards/ at the top level; ./dev examples writes them all).
 COMMITTED = (
     (REPO, ("rules", "dashboards")),
-    (REPO / "examples" / "rendered", ("patches", "monitors", "scaling")),
+    (REPO / "examples" / "rendered", ("patches", "monitors", "scaling", "telemetry")),
 )
 
 
@@ -90,6 +90,11 @@ def test_render_replaces_previous_output(rendered_examples: Path, tmp_path: Path
         "patches/default/hello-world.yaml",
         "rules/default/hello-world.yaml",
         "rules/tests/default/hello-world.yaml",
+        "telemetry/default/hello-world.yaml",
+        "telemetry/fluent-bit-configmap.yaml",
+        "telemetry/fluent-bit.yaml",
+        "telemetry/otel-collector-configmap.yaml",
+        "telemetry/otel-collector.yaml",
     ]
     leftovers = [p.name for p in rendered_examples.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
@@ -146,14 +151,15 @@ def test_summary_table_lists_functions_and_artifacts() -> None:
         "monitors",
         "scaling",
         "rules",
+        "telemetry",
         "dashboards",
     ]
     row = next(line for line in lines if line.startswith("shop/sync-http-function"))
-    assert row.split()[3:] == ["yes", "yes", "-", "yes", "yes"]
+    assert row.split()[3:] == ["yes", "yes", "-", "yes", "yes", "yes"]
     keda = next(line for line in lines if line.startswith("default/keda-http-function"))
-    assert keda.split()[3:] == ["yes", "-", "-", "yes", "yes"]
+    assert keda.split()[3:] == ["yes", "-", "-", "yes", "yes", "yes"]
     kafka = next(line for line in lines if line.startswith("default/async-kafka-function"))
-    assert kafka.split()[3:] == ["yes"] * 5
+    assert kafka.split()[3:] == ["yes"] * 6
 
 
 def test_quiet_suppresses_notes_and_summary() -> None:

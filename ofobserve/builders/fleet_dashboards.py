@@ -7,7 +7,7 @@ scaler's own metrics (``ofobserve.conventions``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ofobserve import conventions as c
@@ -24,6 +24,7 @@ from ofobserve.grafana import (
     build_dashboard_json,
 )
 from ofobserve.settings import Settings
+from ofobserve.subject import Subject
 
 FLEET = '{namespace=~"$namespace",function=~"$function"}'
 BY_FUNCTION = f"by ({c.NAMESPACE_LABEL}, {c.FUNCTION_LABEL})"
@@ -289,8 +290,11 @@ def scaler(settings: Settings) -> DashboardSpec:
     )
 
 
-def _file(spec: Callable[[Settings], DashboardSpec]) -> Callable[[Settings], Any]:
-    def build(settings: Settings) -> dict[str, Any] | None:
+Fleet = Callable[[Sequence[Subject], Settings], Any]
+
+
+def _file(spec: Callable[[Settings], DashboardSpec]) -> Fleet:
+    def build(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any] | None:
         if settings.grafana.delivery != "json":
             return None
         return build_dashboard_json(spec(settings))
@@ -298,8 +302,8 @@ def _file(spec: Callable[[Settings], DashboardSpec]) -> Callable[[Settings], Any
     return build
 
 
-def _resource(spec: Callable[[Settings], DashboardSpec], key: str) -> Callable[[Settings], Any]:
-    def build(settings: Settings) -> dict[str, Any] | None:
+def _resource(spec: Callable[[Settings], DashboardSpec], key: str) -> Fleet:
+    def build(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any] | None:
         if settings.grafana.delivery == "json":
             return None
         return as_resource(build_dashboard_json(spec(settings)), settings, key, None)
