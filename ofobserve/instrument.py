@@ -407,18 +407,23 @@ def _bounds(extra: Sequence[float]) -> tuple[float, ...]:
     return buckets(extra)
 
 
+def _middleware_probe(function: str, options: dict[str, Any]) -> Probe:
+    """The probe of a middleware; ``options`` as :func:`instrument`'s keywords."""
+    return Probe(
+        function,
+        options.get("registry"),
+        buckets(options.get("buckets", ())),
+        options.get("start_server", True),
+        options.get("port"),
+    )
+
+
 class WSGIMiddleware:
     """``app = WSGIMiddleware(app, function="name")``: every request is one invocation."""
 
     def __init__(self, app: Callable[..., Any], *, function: str, **options: Any) -> None:
         self.app = app
-        self.probe = Probe(
-            function,
-            options.get("registry"),
-            buckets(options.get("buckets", ())),
-            options.get("start_server", True),
-            options.get("port"),
-        )
+        self.probe = _middleware_probe(function, options)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         headers = {
@@ -467,13 +472,7 @@ class ASGIMiddleware:
 
     def __init__(self, app: Callable[..., Any], *, function: str, **options: Any) -> None:
         self.app = app
-        self.probe = Probe(
-            function,
-            options.get("registry"),
-            buckets(options.get("buckets", ())),
-            options.get("start_server", True),
-            options.get("port"),
-        )
+        self.probe = _middleware_probe(function, options)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") != "http":

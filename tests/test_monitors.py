@@ -26,6 +26,7 @@ from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
 from tests.support.crds import schema_errors
 from tests.support.exporters import Exporters, Family, StaticFamilies
 from tests.support.operator import scrape_job
+from tests.support.patches import merge_patch
 from tests.support.prometheus import PrometheusServer
 
 
@@ -207,7 +208,10 @@ def test_native_profile_keeps_the_kubernetes_identity(scraped: PrometheusServer)
 
 def test_dapr_profile_keeps_daprs_namespace_label(scraped: PrometheusServer) -> None:
     """honorLabels true: Dapr's own namespace label is kept, never exported_namespace."""
-    [series] = scraped.wait_for("dapr_component_input_binding_count")
+    # (select this module's series: earlier modules' may linger until marked stale)
+    [series] = scraped.wait_for(
+        'dapr_component_input_binding_count{app_id="async-kafka-function-default"}'
+    )
     assert "exported_namespace" not in series["metric"]
     assert series["metric"]["app_id"] == "async-kafka-function-default"
 
@@ -227,19 +231,6 @@ def test_every_rendered_monitor_validates_against_its_crd(
     for path in monitors:
         validate_cr(yaml.safe_load(path.read_text()))
     validate_cr(build_pod_monitor(_keda_http_subject()))  # type: ignore[arg-type]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as ``kubectl patch --type merge`` applies it."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def test_patched_functions_are_valid_and_labelled(rendered_examples: Path) -> None:

@@ -18,25 +18,11 @@ from prometheus_client.utils import floatToGoString
 
 from ofobserve import profiles as p
 from tests.support.exporters import Clock, Exporters, Family, StaticFamilies, histogram
+from tests.support.fleet import go_float, share_below
 from tests.support.prometheus import PrometheusError, PrometheusServer
 
 WINDOW = "5s"  # a rate window shorter than the series' history: no start-up extrapolation
 IDENTITY = {"namespace": "shop", "function": "fn"}
-
-
-def share_below(bound_seconds: float) -> float:
-    if bound_seconds < 0.1:
-        return 0.0
-    if bound_seconds < 0.5:
-        return 0.5
-    if bound_seconds < 1:
-        return 0.9
-    return 1.0
-
-
-def go_float(value: float) -> str:
-    """How Go exporters (OpenCensus, OpenTelemetry) write ``le``: shortest, no ``.0``."""
-    return str(int(value)) if value == int(value) else repr(value)
 
 
 def _buckets(

@@ -3,7 +3,6 @@ CRDs, and its trigger metadata read back by the scaler itself."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
@@ -21,22 +20,10 @@ from ofobserve.model import ClusterRefs, Runtime
 from ofobserve.scaler.config import parse_metadata
 from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
+from tests.support.patches import merge_patch
 
 SUBJECTS = load_subjects([str(EXAMPLES)], str(EXAMPLE_CONFIG))
 ASYNC = [s for s in SUBJECTS if s.function.runtime == Runtime.ASYNC]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as ``kubectl patch --type merge`` applies it."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _manifest(subject: Subject) -> dict[str, Any]:

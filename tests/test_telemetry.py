@@ -20,7 +20,7 @@ from ofobserve.loading import load_config, load_subjects
 from ofobserve.settings import Settings, fleet_settings
 from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES, run_cli
-from tests.test_scaling import merge_patch
+from tests.support.patches import merge_patch
 
 SUBJECTS = load_subjects([str(EXAMPLES)], str(EXAMPLE_CONFIG))
 FLEET = fleet_settings(load_config(str(EXAMPLE_CONFIG)))

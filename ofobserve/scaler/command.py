@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from ofobserve.cluster import kubernetes_client
 from ofobserve.errors import ClusterUnavailable
+from ofobserve.tracing import JSONLogFormatter
 
 if TYPE_CHECKING:
     from ofobserve.scaler.sources import Discovery
@@ -22,25 +22,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("ofobserve.scaler")
 
 
-class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
 def _logging(fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JSONFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s")
+        JSONLogFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s")
     )
     root = logging.getLogger("ofobserve")
     root.handlers[:] = [handler]
