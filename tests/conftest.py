@@ -1,4 +1,5 @@
-"""Shared fixtures: real tools (Prometheus, promtool, helm), CRD validation, the CLI."""
+"""Shared fixtures: real tools (Prometheus, promtool, helm, a Kubernetes API server, Fluent Bit),
+CRD validation, the CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from click.testing import CliRunner, Result
 
 from ofobserve.cli import main
 from tests.support.crds import validate_custom_resource
+from tests.support.fluentbit import find_binary
+from tests.support.kube import APIServer, KubeAPI
 from tests.support.prometheus import PrometheusServer
 from tests.support.tools import REPO, require_tool
 
@@ -77,3 +80,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "-CAcreateserial", "-days", "1", "-extfile", "san.cnf",
                  "-out", f"{name}.pem", cwd=d)  # fmt: skip
     return d
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
+    """One real kube-apiserver 1.20 + etcd for the whole session, with the upstream CRDs
+    installed; use ``fresh_namespace()`` per test. Stopped by PID at the end, even on failure."""
+    server = APIServer(tmp_path_factory.mktemp("k8s"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fluent_bit() -> str:
+    """Path of the real fluent-bit binary (see tests/support/fluentbit.py)."""
+    return find_binary()
