@@ -17,10 +17,17 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from ofobserve import __version__
-from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput
+from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput, ToolMissing
 from ofobserve.loading import build_functions, load_config, load_inputs, resolve_subjects
 from ofobserve.output import compare_tree, write_tree
-from ofobserve.render import GROUP_NAMES, Artifact, Format, render_fleet, render_subject
+from ofobserve.render import (
+    GROUP_NAMES,
+    Artifact,
+    Format,
+    render_fleet,
+    render_subject,
+    skip_reasons,
+)
 from ofobserve.scaler.command import scaler
 from ofobserve.serialize import serialize_stream, serialize_tree
 from ofobserve.settings import Settings, fleet_settings
@@ -30,6 +37,8 @@ log = logging.getLogger("ofobserve")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_AFTER_SECONDS = 1.0
+#: Functions named per reason under the summary table.
+SUMMARY_NAMES = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -103,7 +112,11 @@ def _input_options(command: F) -> F:
 
 
 def _load(
-    paths: Sequence[str], config_path: str | None, from_cluster: bool, namespace: str | None
+    paths: Sequence[str],
+    config_path: str | None,
+    from_cluster: bool,
+    namespace: str | None,
+    strict: bool = False,
 ) -> tuple[list[Subject], Settings]:
     """The subjects, and the fleet's settings (the config's ``defaults:``)."""
     if from_cluster and paths:
@@ -113,13 +126,14 @@ def _load(
     if not from_cluster and not paths:
         raise click.UsageError("no input: give PATHS (files, directories or -) or --from-cluster")
     if not from_cluster:
-        config, subjects = load_inputs(paths, config_path)
+        config, subjects = load_inputs(paths, config_path, strict=strict)
         return subjects, fleet_settings(config)
     from ofobserve.cluster import load_cluster_documents
 
     config = load_config(config_path)
     documents, refs = load_cluster_documents(namespace)
-    return resolve_subjects(build_functions(documents, refs), config), fleet_settings(config)
+    functions = build_functions(documents, refs, strict=strict)
+    return resolve_subjects(functions, config), fleet_settings(config)
 
 
 @main.command()
@@ -199,16 +213,61 @@ def render(
 
 @main.command()
 @_input_options
+@click.option(
+    "--strict",
+    is_flag=True,
+    envvar="OFOBSERVE_STRICT",
+    show_envvar=True,
+    help="Fail on every field OpenFunction's API would drop (warnings become errors).",
+)
 def validate(
-    paths: tuple[str, ...], config_path: str | None, from_cluster: bool, namespace: str | None
+    paths: tuple[str, ...],
+    config_path: str | None,
+    from_cluster: bool,
+    namespace: str | None,
+    strict: bool,
 ) -> None:
     """Check Function manifests and settings only; print every error found.
 
     PATHS are files, directories (searched for *.yaml and *.yml) or - for stdin.
     """
     with _errors():
-        subjects, _fleet = _load(paths, config_path, from_cluster, namespace)
+        subjects, _fleet = _load(paths, config_path, from_cluster, namespace, strict)
         log.info("%d function(s) valid", len(subjects))
+
+
+@main.command("test-rules")
+@click.argument("directory", default="ofobserve-out", type=click.Path(file_okay=False))
+@click.option(
+    "--promtool",
+    type=click.Path(dir_okay=False),
+    envvar="OFOBSERVE_PROMTOOL",
+    show_envvar=True,
+    help="promtool to run. Default: the one on PATH.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    envvar="OFOBSERVE_JOBS",
+    show_envvar=True,
+    help="promtool processes at once. Default: one per CPU.",
+)
+def test_rules(directory: str, promtool: str | None, jobs: int | None) -> None:
+    """Run the promtool unit tests render wrote (DIRECTORY: a render output, or its rules/).
+
+    Works with either alerting.delivery: each PrometheusRule's spec is what promtool reads.
+    Prints promtool's verdict; exit 1 when a test fails.
+    """
+    from ofobserve.rule_testing import run_rule_tests
+
+    with _errors():
+        report = run_rule_tests(directory, promtool, jobs or 0)
+        click.echo(report.output, nl=False)
+        verdict = "passed" if report.passed else "FAILED"
+        log.info("%d promtool test file(s) %s", report.files, verdict)
+        if not report.passed:
+            sys.exit(1)
 
 
 @contextlib.contextmanager
@@ -232,6 +291,9 @@ def _errors() -> Iterator[None]:
         sys.exit(1)
     except ClusterUnavailable as exc:
         click.echo(f"error: cluster: {exc}", err=True)
+        sys.exit(1)
+    except ToolMissing as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 
@@ -278,11 +340,17 @@ def _summary(
         click.echo(
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), err=True
         )
-    click.echo(
-        f"{len(subjects)} function(s), {len(artifacts)} artifact(s); "
-        "'-' = not applicable (see docs/metrics.md)",
-        err=True,
-    )
+    why: dict[tuple[str, str], list[str]] = {}
+    for s in subjects:
+        for group, reason in skip_reasons(s, groups):
+            if (s.function.key, group) not in made:
+                why.setdefault((group, reason), []).append(s.function.qualified_name)
+    tail = "; '-' = none, because:" if why else ""
+    click.echo(f"{len(subjects)} function(s), {len(artifacts)} artifact(s){tail}", err=True)
+    for (group, reason), names in why.items():
+        shown = ", ".join(names[:SUMMARY_NAMES])
+        more = f" and {len(names) - SUMMARY_NAMES} more" if len(names) > SUMMARY_NAMES else ""
+        click.echo(f"  {group}: {reason}: {shown}{more}", err=True)
 
 
 main.add_command(scaler)

@@ -28,6 +28,15 @@ OPENFUNCTION_MANAGED_LABEL: Final = "openfunction.io/managed"
 OPENFUNCTION_SERVING_LABEL: Final = "openfunction.io/serving"
 DAPR_SERVICE_MODE_ANNOTATION: Final = "openfunction.io/dapr-service-mode"
 DAPR_APP_ID_ANNOTATION: Final = "dapr.io/app-id"
+#: Label of the dapr-proxy Deployment and pods (value: the Serving's name). They also carry
+#: ``spec.serving.labels``, hence ``ofobserve.io/function`` (OpenFunction/OpenFunction
+#: ``pkg/core/serving/common/common.go`` ``CreateDaprProxy``), so every count of a
+#: function's pods or Deployments must leave them out.
+OPENFUNCTION_PROXY_LABEL: Final = "openfunction.io/proxy"
+#: The dapr-proxy Deployment's name, ``<serving>-proxy-deployment-<version>-<random>``; a
+#: function's own is ``<serving>-deployment-...``. kube-state-metrics exports names always,
+#: labels only when allowlisted, so series drop the proxy by name.
+DAPR_PROXY_DEPLOYMENT_REGEX: Final = ".+-proxy-deployment-.+"
 
 
 def dapr_app_id(namespace: str, name: str) -> str:
@@ -55,7 +64,9 @@ QUEUE_PROXY_CONTAINER: Final = "queue-proxy"
 QUEUE_PROXY_METRICS_PORT_NAME: Final = "http-usermetric"
 DAPR_CONTAINER: Final = "daprd"
 DAPR_METRICS_PORT_NAME: Final = "dapr-metrics"
-KEDA_HTTP_INTERCEPTOR_PORT_NAME: Final = "metrics"
+#: The KEDA HTTP interceptor's Prometheus exporter (kedacore/http-add-on
+#: ``OTEL_PROM_EXPORTER_PORT`` default; the chart's ``interceptor.metrics.port``).
+KEDA_HTTP_INTERCEPTOR_METRICS_PORT: Final = 2223
 
 # --- native profile metric names (DESIGN.md "Metric contract") -----------------------------------
 NATIVE_REQUESTS_TOTAL: Final = "function_requests_total"

@@ -63,3 +63,7 @@ class DriftDetected(OfobserveError):
 
 class ClusterUnavailable(OfobserveError):
     """The Kubernetes API could not be reached or refused the request."""
+
+
+class ToolMissing(OfobserveError):
+    """A program ofobserve runs (promtool...) is not installed."""

@@ -16,6 +16,7 @@ from typing import IO, Any
 import yaml
 
 from ofobserve.errors import InvalidInput, Location, Problem
+from ofobserve.manifest_lint import lint_function
 from ofobserve.manifests import build_function, is_function_document
 from ofobserve.model import ClusterRefs, Function
 from ofobserve.settings import Config, parse_config, resolve
@@ -68,9 +69,12 @@ def load_documents(paths: Iterable[str], stdin: IO[str] | None = None) -> list[D
 
 
 def build_functions(
-    documents: Iterable[Document], refs: dict[tuple[str, str], ClusterRefs] | None = None
+    documents: Iterable[Document],
+    refs: dict[tuple[str, str], ClusterRefs] | None = None,
+    strict: bool = False,
 ) -> list[Function]:
-    """The Function documents as models; other kinds are skipped with a note."""
+    """The Function documents as models; other kinds are skipped with a note. Each field
+    OpenFunction would drop is a warning on the log, or with ``strict`` a problem."""
     problems: list[Problem] = []
     functions: list[Function] = []
     seen: dict[tuple[str, str], Location] = {}
@@ -83,6 +87,11 @@ def build_functions(
         except InvalidInput as exc:
             problems += exc.problems
             continue
+        for warning in lint_function(doc, where, function):
+            if strict:
+                problems.append(warning)
+            else:
+                log.warning("%s", warning)
         if function.key in seen:
             problems.append(
                 Problem(
@@ -126,7 +135,10 @@ def load_subjects(
 
 
 def load_inputs(
-    paths: Iterable[str], config_path: str | None, stdin: IO[str] | None = None
+    paths: Iterable[str],
+    config_path: str | None,
+    stdin: IO[str] | None = None,
+    strict: bool = False,
 ) -> tuple[Config, list[Subject]]:
     """The config and the subjects, as :func:`load_subjects`."""
     problems: list[Problem] = []
@@ -136,7 +148,7 @@ def load_inputs(
     except InvalidInput as exc:
         problems += exc.problems
     try:
-        functions = build_functions(load_documents(paths, stdin))
+        functions = build_functions(load_documents(paths, stdin), strict=strict)
     except InvalidInput as exc:
         raise InvalidInput(problems + list(exc.problems)) from None
     if problems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any, NamedTuple, TypeVar
 
 from ofobserve.errors import InvalidInput, Location, Problem
@@ -164,8 +165,11 @@ def _parse_v1beta1(reader: _Reader) -> _Parsed:
 
 
 def _parse_v1beta2(reader: _Reader) -> _Parsed:
+    """The v1beta2 fields, and the older forms people still write in v1beta2 documents
+    (``serving.runtime``, ``serving.inputs``, ``outputs[].component``, ``spec.port``,
+    ``scaledObject.triggers``...), read as their authors meant them. OpenFunction drops
+    those; :mod:`ofobserve.manifest_lint` warns about each."""
     components = _component_types(reader)
-    http = reader.get("spec.serving.triggers.http", dict)
     inputs: list[DaprIO] = []
     for i, item in enumerate(reader.get("spec.serving.triggers.dapr", list) or []):
         inputs.append(_dapr_io(reader, item, f"spec.serving.triggers.dapr[{i}]", components))
@@ -176,15 +180,13 @@ def _parse_v1beta2(reader: _Reader) -> _Parsed:
             inputs.append(_dapr_io(reader, inner, path, components))
         else:
             reader.problem(path, "required (a mapping with name, type and topic)")
-    outputs = []
-    for i, item in enumerate(reader.get("spec.serving.outputs", list) or []):
-        path = f"spec.serving.outputs[{i}].dapr"
-        inner = item.get("dapr") if isinstance(item, dict) else None
-        if isinstance(inner, dict):
-            outputs.append(_dapr_io(reader, inner, path, components))
-        else:
-            reader.problem(path, "required (a mapping with name, type and topic)")
-    triggers = _triggers(reader, "spec.serving.scaleOptions.keda.triggers")
+    outputs = _outputs_v1beta2(reader, components)
+    triggers = _triggers(reader, "spec.serving.scaleOptions.keda.triggers") or _legacy_triggers(
+        reader
+    )
+    legacy_runtime = _legacy_runtime(reader)
+    port = reader.port("spec.serving.triggers.http.port") or reader.port("spec.port")
+    http = reader.get("spec.serving.triggers.http", dict)
     if http is not None:
         engine = reader.get("spec.serving.triggers.http.engine", str) or "knative"
         if engine not in ("knative", "keda"):
@@ -192,11 +194,75 @@ def _parse_v1beta2(reader: _Reader) -> _Parsed:
                 "spec.serving.triggers.http.engine", f"must be 'knative' or 'keda', got {engine!r}"
             )
         runtime = Runtime.KEDA_HTTP if engine == "keda" else Runtime.KNATIVE
-        port = reader.port("spec.serving.triggers.http.port")
         paths = _route_paths(reader, "spec.serving.triggers.http.route")
-        return _Parsed(runtime, port, paths, tuple(inputs), tuple(outputs), triggers)
-    runtime = Runtime.ASYNC if inputs else Runtime.KNATIVE
-    return _Parsed(runtime, None, (), tuple(inputs), tuple(outputs), triggers)
+        return _Parsed(runtime, port, paths, tuple(inputs), outputs, triggers)
+    if not inputs and legacy_runtime is not Runtime.KNATIVE:
+        inputs = list(_legacy_inputs(reader, components, outputs, legacy_runtime))
+    if inputs:
+        return _Parsed(Runtime.ASYNC, None, (), tuple(inputs), outputs, triggers)
+    paths = _route_paths(reader, "spec.serving.triggers.http.route") or _route_paths(
+        reader, "spec.route"
+    )
+    return _Parsed(Runtime.KNATIVE, port, paths, (), outputs, triggers)
+
+
+def _outputs_v1beta2(reader: _Reader, components: dict[str, str]) -> tuple[DaprIO, ...]:
+    """``outputs[].dapr``, or the v1beta1 form ``outputs[].component`` (its Dapr name)."""
+    outputs = []
+    for i, item in enumerate(reader.get("spec.serving.outputs", list) or []):
+        path = f"spec.serving.outputs[{i}]"
+        inner = item.get("dapr") if isinstance(item, dict) else None
+        if isinstance(inner, dict):
+            outputs.append(_dapr_io(reader, inner, f"{path}.dapr", components))
+        elif isinstance(item, dict) and "component" in item:
+            outputs.append(_dapr_io(reader, item, path, components, component_key="component"))
+        else:
+            reader.problem(f"{path}.dapr", "required (a mapping with name, type and topic)")
+    return tuple(outputs)
+
+
+def _legacy_runtime(reader: _Reader) -> Runtime | None:
+    """v1beta1's ``spec.serving.runtime`` in a v1beta2 document, when valid."""
+    name = reader.get("spec.serving.runtime", str)
+    if name is None:
+        return None
+    if name not in ("knative", "async"):
+        reader.problem("spec.serving.runtime", f"must be 'knative' or 'async', got {name!r}")
+        return None
+    return Runtime(name)
+
+
+def _legacy_inputs(
+    reader: _Reader,
+    components: dict[str, str],
+    outputs: tuple[DaprIO, ...],
+    runtime: Runtime | None,
+) -> Iterator[DaprIO]:
+    """v1beta1's ``spec.serving.inputs``; or, for ``runtime: async`` without any, every
+    binding or pubsub component that is not an output (what such an author means)."""
+    listed = reader.get("spec.serving.inputs", list)
+    if listed:
+        for i, item in enumerate(listed):
+            path = f"spec.serving.inputs[{i}]"
+            yield _dapr_io(reader, item, path, components, component_key="component")
+        return
+    if runtime is not Runtime.ASYNC:
+        return
+    used = {o.component for o in outputs}
+    for name, component_type in sorted(components.items()):
+        if name not in used:
+            yield DaprIO(name=name, component=name, component_type=component_type)
+
+
+def _legacy_triggers(reader: _Reader) -> tuple[KedaTrigger, ...]:
+    """KEDA triggers where older forms put them: ``scaleOptions.keda.scaledObject.triggers``
+    (a v1alpha2-era draft the notes use) or v1beta1's ``spec.serving.triggers`` list."""
+    found = _triggers(reader, "spec.serving.scaleOptions.keda.scaledObject.triggers")
+    if found:
+        return found
+    if isinstance(reader.raw("spec.serving.triggers"), list):
+        return _triggers(reader, "spec.serving.triggers")
+    return ()
 
 
 def _component_types(reader: _Reader) -> dict[str, str]:
@@ -311,12 +377,19 @@ class _Reader:
     def problem(self, field: str, message: str) -> None:
         self.problems.append(Problem(self.where.at(field), message))
 
-    def get(self, path: str, expected: type[T]) -> T | None:
+    def raw(self, path: str) -> Any:
+        """The value at ``path``, unchecked; ``None`` when absent."""
         node: Any = self.doc
         for part in path.split("."):
             if not isinstance(node, dict) or node.get(part) is None:
                 return None
             node = node[part]
+        return node
+
+    def get(self, path: str, expected: type[T]) -> T | None:
+        node = self.raw(path)
+        if node is None:
+            return None
         if (expected is not bool and isinstance(node, bool)) or not isinstance(node, expected):
             self.problem(path, f"must be {_TYPE_NAMES[expected]}, got {type(node).__name__}")
             return None

@@ -17,11 +17,15 @@ from ofobserve.builders.fleet_dashboards import (
     build_scaler_file,
     build_scaler_resource,
 )
-from ofobserve.builders.monitors import build_pod_monitor
+from ofobserve.builders.monitors import build_pod_monitor, why_no_monitor
 from ofobserve.builders.patches import build_function_patch
 from ofobserve.builders.rule_tests import build_rule_tests
 from ofobserve.builders.rules import build_prometheus_rule
-from ofobserve.builders.scaling import build_scaling, build_trigger_authentication
+from ofobserve.builders.scaling import (
+    build_scaling,
+    build_trigger_authentication,
+    why_not_wired,
+)
 from ofobserve.builders.telemetry import (
     build_collector,
     build_collector_configmap,
@@ -72,14 +76,17 @@ class ArtifactGroup:
     name: str
     kinds: tuple[ArtifactKind, ...]
     fleet: tuple[FleetKind, ...] = ()
+    #: Why a function gets nothing in this group (``None``: it does, or no reason is kept).
+    why_not: Callable[[Subject], str | None] = lambda _subject: None
 
 
 GROUPS: tuple[ArtifactGroup, ...] = (
     ArtifactGroup("patches", (ArtifactKind(build_function_patch),)),
-    ArtifactGroup("monitors", (ArtifactKind(build_pod_monitor),)),
+    ArtifactGroup("monitors", (ArtifactKind(build_pod_monitor),), why_not=why_no_monitor),
     ArtifactGroup(
         "scaling",
         (ArtifactKind(build_scaling), ArtifactKind(build_trigger_authentication, folder="auth")),
+        why_not=why_not_wired,
     ),
     ArtifactGroup(
         "rules",
@@ -131,6 +138,18 @@ def render_subject(subject: Subject, groups: Iterable[str] = GROUP_NAMES) -> Ite
                     group=group.name,
                     function=f.key,
                 )
+
+
+def skip_reasons(subject: Subject, groups: Iterable[str] = GROUP_NAMES) -> list[tuple[str, str]]:
+    """``(group, reason)`` for each chosen group that gives this function nothing, and says
+    why."""
+    wanted = set(groups)
+    found = []
+    for group in GROUPS:
+        reason = group.why_not(subject) if group.name in wanted else None
+        if reason:
+            found.append((group.name, reason))
+    return found
 
 
 def render_fleet(

@@ -210,6 +210,9 @@ class SelectorLabels(_Section):
 class Monitoring(_Section):
     scrape_interval: Annotated[str, Field(pattern=r"^([0-9]+(ms|s|m|h))?$")] = ""
     keda_http_namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] = "keda"
+    keda_http_metrics_port: Annotated[int, Field(ge=1, le=65535)] = (
+        conventions.KEDA_HTTP_INTERCEPTOR_METRICS_PORT
+    )
     extra_matchers: LabelMap = {}
 
     @field_validator("extra_matchers")

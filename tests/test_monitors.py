@@ -9,6 +9,7 @@ relabelings, and PromQL checks that every series carries ``namespace`` and ``fun
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
 from tests.support.crds import schema_errors
 from tests.support.exporters import Exporters, Family, StaticFamilies
-from tests.support.operator import scrape_job
+from tests.support.operator import scrape_job, selects
 from tests.support.patches import merge_patch
 from tests.support.prometheus import PrometheusServer
 
@@ -88,6 +89,19 @@ class Profile:
     port_name: str
     pod_namespace: str
     query: str
+    #: Labels the upstream pod carries (besides the Function patch's identity label).
+    pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+#: The interceptor pod as kedacore/charts http-add-on/templates/interceptor/deployment.yaml
+#: labels it (component, plus the chart's common labels from _helpers.tpl).
+INTERCEPTOR_LABELS = {
+    "app.kubernetes.io/component": "interceptor",
+    "app.kubernetes.io/name": "http-add-on",
+    "app.kubernetes.io/part-of": "keda-add-ons-http",
+    "app.kubernetes.io/managed-by": "Helm",
+    "app.kubernetes.io/instance": "http-add-on",
+}
 
 
 PROFILES = [
@@ -117,28 +131,40 @@ PROFILES = [
         "dapr-metrics",
         "default",
         "dapr_component_input_binding_count",
+        # the dapr-proxy pod (OpenFunction CreateDaprProxy)
+        {"openfunction.io/managed": "true", "openfunction.io/proxy": "serving-abcde"},
     ),
     Profile(
         "keda-http",
         _keda_http_subject,
         _keda_http,
-        "interceptor",
-        "metrics",
+        "keda-add-ons-http-interceptor",  # `{{ .Chart.Name }}-interceptor`
+        "proxy",  # the chart declares admin and proxy, not the metrics port
         "keda",
         "interceptor_request_count_total",
+        INTERCEPTOR_LABELS,
     ),
 ]
 
 
+def _pod_labels(profile: Profile, subject: Subject) -> dict[str, str]:
+    if profile.name == "keda-http":  # shared: not the function's pod
+        return dict(profile.pod_labels)
+    return {**profile.pod_labels, conventions.FUNCTION_POD_LABEL: subject.function.name}
+
+
 def _pod_meta(profile: Profile, subject: Subject, pod: str) -> dict[str, str]:
     f = subject.function
-    return {
+    labels = {
+        "__meta_kubernetes_pod_label_" + re.sub("[^a-zA-Z0-9]", "_", key): value
+        for key, value in _pod_labels(profile, subject).items()
+    }
+    return labels | {
         "__meta_kubernetes_namespace": profile.pod_namespace,
         "__meta_kubernetes_pod_name": pod,
         "__meta_kubernetes_pod_container_name": profile.container,
         "__meta_kubernetes_pod_container_port_name": profile.port_name,
         "__meta_kubernetes_pod_ip": "127.0.0.1",
-        "__meta_kubernetes_pod_label_ofobserve_io_function": f.name,
         "__meta_kubernetes_pod_annotation_dapr_io_app_id": conventions.dapr_app_id(
             f.namespace, f.name
         ),
@@ -169,15 +195,24 @@ def scraped(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
         monitor = build_pod_monitor(subject)
         assert monitor is not None
         [endpoint] = monitor["spec"]["podMetricsEndpoints"]
-        # The native profile points the address at the fixed metrics port; the test
-        # exporter listens on a free port instead.
-        endpoint = yaml.safe_load(
-            yaml.safe_dump(endpoint).replace(f":{conventions.NATIVE_METRICS_PORT}", f":{port}")
-        )
-        job = scrape_job(profile.name, endpoint, address, _pod_meta(profile, subject, "pod-1"))
+        assert selects(monitor["spec"]["selector"], _pod_labels(profile, subject))
+        # The native and keda-http profiles point the address at a fixed metrics port;
+        # the test exporter listens on a free port instead.
+        text = yaml.safe_dump(endpoint)
+        for fixed in (
+            conventions.NATIVE_METRICS_PORT,
+            conventions.KEDA_HTTP_INTERCEPTOR_METRICS_PORT,
+        ):
+            text = text.replace(f":{fixed}", f":{port}")
+        endpoint = yaml.safe_load(text)
+        meta = _pod_meta(profile, subject, "pod-1")
+        job = scrape_job(profile.name, endpoint, address, meta)
         job["static_configs"].append(
             {"targets": [address], "labels": _decoy_meta(profile, subject)}
         )
+        # A second declared port of the same pod (Kubernetes SD gives one target per port).
+        other_port = {**meta, "__meta_kubernetes_pod_container_port_name": "admin"}
+        job["static_configs"].append({"targets": [f"127.0.0.1:{port}"], "labels": other_port})
         jobs.append(job)
     prometheus.configure(jobs)
     try:

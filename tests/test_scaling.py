@@ -14,16 +14,20 @@ from ofobserve.builders.scaling import (
     build_scaling,
     build_trigger_authentication,
     scaler_metadata,
+    why_not_wired,
 )
-from ofobserve.loading import load_subjects
+from ofobserve.errors import Location
+from ofobserve.loading import build_functions, load_subjects
 from ofobserve.model import ClusterRefs, Runtime
 from ofobserve.scaler.config import parse_metadata
 from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
+from tests.support.kube import KubeAPI, dropped_fields
 from tests.support.patches import merge_patch
 
 SUBJECTS = load_subjects([str(EXAMPLES)], str(EXAMPLE_CONFIG))
 ASYNC = [s for s in SUBJECTS if s.function.runtime == Runtime.ASYNC]
+WIRED = [s for s in ASYNC if why_not_wired(s) is None]
 
 
 def _manifest(subject: Subject) -> dict[str, Any]:
@@ -34,7 +38,7 @@ def _manifest(subject: Subject) -> dict[str, Any]:
     raise AssertionError(f"{f.name} not found in {f.source}")
 
 
-@pytest.mark.parametrize("subject", ASYNC, ids=lambda s: s.function.qualified_name)
+@pytest.mark.parametrize("subject", WIRED, ids=lambda s: s.function.qualified_name)
 def test_the_patched_function_validates_and_keeps_its_own_triggers(
     subject: Subject, validate_cr: Any
 ) -> None:
@@ -52,7 +56,32 @@ def test_the_patched_function_validates_and_keeps_its_own_triggers(
     assert (ours["type"], ours["name"]) == ("external-push", "ofobserve")
     scaled = patched["spec"]["serving"]["scaleOptions"]["keda"]["scaledObject"]
     assert scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == HPA_BEHAVIOR
-    assert scaled["fallback"]["failureThreshold"] == 3
+    # KEDA 2.10's fallback (what OpenFunction pins): no `behavior`, which would be pruned
+    assert scaled["fallback"] == {"failureThreshold": 3, "replicas": max(f_min(subject), 1)}
+
+
+def f_min(subject: Subject) -> int:
+    return subject.function.scale.min_replicas or 0
+
+
+@pytest.mark.parametrize("subject", WIRED, ids=lambda s: s.function.qualified_name)
+def test_the_patch_survives_the_real_api_server(subject: Subject, kube_apiserver: KubeAPI) -> None:
+    """Applied to a stored Function the way kubectl patch does, nothing of it is dropped."""
+    patch = build_scaling(subject)
+    assert patch is not None
+    namespace = kube_apiserver.fresh_namespace("scaling")
+    f = subject.function
+    base = {
+        "apiVersion": f.api_version,
+        "kind": "Function",
+        "metadata": {"name": f.name, "namespace": namespace},
+        "spec": {"image": "example/fn:v1", "serving": {"triggers": {"dapr": [{"name": "in"}]}}},
+    }
+    kube_apiserver.apply_and_read_back(base)
+    change = {"spec": patch["spec"]}
+    stored = kube_apiserver.merge_patch("functions", namespace, f.name, change)
+    sent = merge_patch(base, change)
+    assert dropped_fields(sent, stored) == []
 
 
 @pytest.mark.parametrize("subject", SUBJECTS, ids=lambda s: s.function.qualified_name)
@@ -73,8 +102,77 @@ def test_other_runtimes_and_file_mode_scaled_objects_are_left_out() -> None:
     for subject in SUBJECTS:
         if subject.function.runtime != Runtime.ASYNC:
             assert build_scaling(subject) is None, subject.function.name
-    standalone = _with(ASYNC[0], delivery="scaled-object")
+            assert why_not_wired(subject) in (
+                "Knative's autoscaler scales it (docs/scaling.md)",
+                "the KEDA HTTP add-on's ScaledObject scales it (docs/scaling.md)",
+            )
+    standalone = _with(WIRED[0], delivery="scaled-object")
     assert build_scaling(standalone) is None  # no workload name without --from-cluster
+    assert why_not_wired(standalone) == (
+        "scaling.delivery scaled-object needs --from-cluster (the Deployment's name)"
+    )
+
+
+def test_a_cron_function_without_triggers_is_never_wired() -> None:
+    """Wired, its only trigger would be the scaler, idle between runs: KEDA would scale it
+    to zero and the cron binding would have no pod to fire in."""
+    [nightly] = [s for s in ASYNC if s.function.name == "nightly-report"]
+    assert nightly.function.scale.min_replicas == 0
+    assert build_scaling(nightly) is None
+    reason = why_not_wired(nightly)
+    assert reason is not None
+    assert reason.startswith("a cron binding and no KEDA trigger")
+
+
+def _trigger_less(**scaling: Any) -> Subject:
+    doc = {
+        "apiVersion": "core.openfunction.io/v1beta2",
+        "kind": "Function",
+        "metadata": {"name": "queue-worker", "namespace": "jobs"},
+        "spec": {
+            "image": "example/worker:v1",
+            "serving": {
+                "scaleOptions": {"minReplicas": 0, "maxReplicas": 4},
+                "pubsub": {"work": {"type": "pubsub.redis", "version": "v1", "metadata": []}},
+                "triggers": {"dapr": [{"name": "work", "topic": "work"}]},
+            },
+        },
+    }
+    [function] = build_functions([(Location("worker.yaml", 0), doc)])
+    return _with(Subject(function, SUBJECTS[0].settings), **scaling)
+
+
+def test_a_function_without_triggers_of_its_own_never_scales_to_zero() -> None:
+    subject = _trigger_less()
+    patch = build_scaling(subject)
+    assert patch is not None
+    options = patch["spec"]["serving"]["scaleOptions"]
+    assert options["minReplicas"] == 1  # nothing else could wake it from zero
+    assert [t["name"] for t in options["keda"]["triggers"]] == ["ofobserve"]
+    assert scaler_metadata(subject)["minReplicas"] == "1"
+
+
+def test_no_second_scaled_object_beside_one_keda_already_has() -> None:
+    """KEDA's webhook refuses a second ScaledObject for a workload ("the workload ... is
+    already managed by the ScaledObject ..."): keda-http functions have the add-on's, and
+    async functions with triggers OpenFunction's."""
+    refs = ClusterRefs(
+        workload="serving-x-deployment-v1-abcde", scaled_object="serving-x-scaler-fghij"
+    )
+    for subject in SUBJECTS:
+        f = subject.function
+        if f.runtime is Runtime.KNATIVE:
+            continue
+        cluster = Subject(dataclasses.replace(f, refs=refs), subject.settings)
+        assert build_scaling(_with(cluster, delivery="scaled-object")) is None, f.name
+    lone = _trigger_less(delivery="scaled-object")
+    lone = Subject(
+        dataclasses.replace(lone.function, refs=ClusterRefs(workload="w-deployment-v1-x")),
+        lone.settings,
+    )
+    scaled = build_scaling(lone)
+    assert scaled is not None
+    assert scaled["spec"]["minReplicaCount"] == 1
 
 
 def _with(subject: Subject, **scaling: Any) -> Subject:
@@ -85,7 +183,7 @@ def _with(subject: Subject, **scaling: Any) -> Subject:
 
 
 def test_a_standalone_scaled_object_validates(validate_cr: Any) -> None:
-    subject = _with(ASYNC[0], delivery="scaled-object", tls_secret="client-tls")
+    subject = _with(_trigger_less(), delivery="scaled-object", tls_secret="client-tls")
     function = dataclasses.replace(
         subject.function, refs=ClusterRefs(workload="serving-x-deployment-v1-abcde")
     )
@@ -110,6 +208,6 @@ def test_tls_secret_adds_a_trigger_authentication(validate_cr: Any) -> None:
         validate_cr(auth)
         params = {r["parameter"] for r in auth["spec"]["secretTargetRef"]}
         assert params == {"caCert", "tlsClientCert", "tlsClientKey"}
-    for subject in ASYNC:
+    for subject in WIRED:
         if subject.function.namespace != "shop":
             assert build_trigger_authentication(subject) is None

@@ -40,13 +40,33 @@ def _static_function_label(name: str) -> dict[str, Any]:
     return {"action": "replace", "targetLabel": c.FUNCTION_LABEL, "replacement": name}
 
 
+def _undeclared_port(port: int) -> list[dict[str, Any]]:
+    """Point a pod's target at ``port``, which the pod need not declare (IPv4 and IPv6).
+    A pod declaring several ports gives identical targets, which Prometheus scrapes once."""
+    return [
+        {
+            "action": "replace",
+            "sourceLabels": ["__meta_kubernetes_pod_ip"],
+            "regex": "([^:]+)",
+            "targetLabel": "__address__",
+            "replacement": f"$1:{port}",
+        },
+        {
+            "action": "replace",
+            "sourceLabels": ["__meta_kubernetes_pod_ip"],
+            "regex": "(.+:.+)",
+            "targetLabel": "__address__",
+            "replacement": f"[$1]:{port}",
+        },
+    ]
+
+
 def _native_endpoint() -> dict[str, Any]:
     """The ``ofobserve.instrument`` metrics server in the function container.
 
     Knative allows one declared port per container, so the metrics port is not declared:
     keep the function container's target and point its address at the metrics port.
     """
-    port = c.NATIVE_METRICS_PORT
     return {
         "honorLabels": False,
         "relabelings": [
@@ -55,20 +75,7 @@ def _native_endpoint() -> dict[str, Any]:
                 "sourceLabels": ["__meta_kubernetes_pod_container_name"],
                 "regex": c.FUNCTION_CONTAINER,
             },
-            {  # IPv4 pod IP
-                "action": "replace",
-                "sourceLabels": ["__meta_kubernetes_pod_ip"],
-                "regex": "([^:]+)",
-                "targetLabel": "__address__",
-                "replacement": f"$1:{port}",
-            },
-            {  # IPv6 pod IP
-                "action": "replace",
-                "sourceLabels": ["__meta_kubernetes_pod_ip"],
-                "regex": "(.+:.+)",
-                "targetLabel": "__address__",
-                "replacement": f"[$1]:{port}",
-            },
+            *_undeclared_port(c.NATIVE_METRICS_PORT),
             *_identity_relabelings(),
         ],
     }
@@ -106,11 +113,22 @@ def _dapr_endpoint(subject: Subject) -> dict[str, Any]:
 
 
 def _keda_http_endpoint(subject: Subject, route: str) -> dict[str, Any]:
-    """The shared KEDA HTTP interceptor, keeping only this function's route."""
+    """The shared KEDA HTTP interceptor, keeping only this function's route.
+
+    Its Prometheus exporter listens on 2223 (``OTEL_PROM_EXPORTER_PORT``), which the
+    kedacore/charts interceptor Deployment does not declare as a container port, so the
+    target is pointed at it as for the native profile."""
     f = subject.function
     return {
-        "port": c.KEDA_HTTP_INTERCEPTOR_PORT_NAME,
         "honorLabels": False,
+        "relabelings": [
+            {  # the chart's `<chart>-interceptor`; not a sidecar (it would scrape twice)
+                "action": "keep",
+                "sourceLabels": ["__meta_kubernetes_pod_container_name"],
+                "regex": KEDA_HTTP_INTERCEPTOR_CONTAINER,
+            },
+            *_undeclared_port(subject.settings.monitoring.keda_http_metrics_port),
+        ],
         "metricRelabelings": [
             {
                 "action": "keep",
@@ -128,7 +146,21 @@ def _keda_http_endpoint(subject: Subject, route: str) -> dict[str, Any]:
     }
 
 
-KEDA_HTTP_INTERCEPTOR_SELECTOR = {"app": "keda-http-add-on", "control-plane": "interceptor"}
+#: What kedacore/charts ``http-add-on/templates/interceptor/deployment.yaml`` (and the
+#: add-on's own kustomize config) put on the interceptor pods; the ``app``/``control-plane``
+#: labels of older charts are gone.
+KEDA_HTTP_INTERCEPTOR_CONTAINER = "(.+-)?interceptor"
+KEDA_HTTP_INTERCEPTOR_SELECTOR = {
+    "app.kubernetes.io/component": "interceptor",
+    "app.kubernetes.io/name": "http-add-on",
+}
+
+
+def why_no_monitor(subject: Subject) -> str | None:
+    """Why a function gets no PodMonitor, or ``None``."""
+    if subject.profile == c.PROFILE_KEDA_HTTP and not subject.function.refs.http_scaled_object:
+        return "the interceptor's route name is generated: needs --from-cluster (docs/metrics.md)"
+    return None
 
 
 def build_pod_monitor(subject: Subject) -> dict[str, Any] | None:

@@ -2,8 +2,8 @@
 
 Two forms (``scaling.delivery``), both with an ``external-push`` trigger whose metadata the
 scaler reads (docs/scaling.md), an HPA ``behavior`` that does not smooth a second time (the
-scaler has its own windows, delay and rate limits) and a ``fallback`` for when the scaler is
-unavailable:
+scaler has its own windows, delay and rate limits) and a static ``fallback`` for when the
+scaler is unavailable (KEDA 2.10's: ``failureThreshold`` and ``replicas`` only):
 
 - ``function-patch`` (default): a merge patch of the Function's
   ``spec.serving.scaleOptions.keda``, which OpenFunction copies into the ScaledObject it
@@ -13,8 +13,11 @@ unavailable:
   generated name, so only with ``--from-cluster``.
 
 With ``scaling.tlsSecret`` a TriggerAuthentication hands KEDA the client certificate.
-Knative functions keep Knative's autoscaler and ``keda-http`` ones the HTTP add-on's: both
-are left out (docs/scaling.md).
+:func:`why_not_wired` names what is left out and why: Knative functions keep Knative's
+autoscaler, ``keda-http`` ones the HTTP add-on's, a cron function without a KEDA trigger
+keeps its fixed replicas, and a function OpenFunction already gives a ScaledObject gets no
+second one. A function with no KEDA trigger of its own is never wired to scale to zero:
+nothing would wake it.
 """
 
 from __future__ import annotations
@@ -50,8 +53,7 @@ HPA_BEHAVIOR = {
 def scaler_metadata(subject: Subject) -> dict[str, str]:
     """The trigger's metadata: everything the scaler needs, as strings."""
     f, s = subject.function, subject.settings.scaling
-    lo = s.min_replicas if s.min_replicas is not None else f.scale.min_replicas
-    hi = s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+    lo, hi = _min_replicas(subject), _max_replicas(subject)
     found = {
         "scalerAddress": s.scaler_address,
         "namespace": f.namespace,
@@ -83,17 +85,58 @@ def _trigger(subject: Subject) -> dict[str, Any]:
     return trigger
 
 
+def _min_replicas(subject: Subject) -> int | None:
+    """The floor the wiring gives: the settings', else the Function's; at least 1 for a
+    function with no KEDA trigger of its own, which nothing else could wake from zero."""
+    s, f = subject.settings.scaling, subject.function
+    lo = s.min_replicas if s.min_replicas is not None else f.scale.min_replicas
+    if not f.scale.triggers:
+        return max(lo or 0, 1)
+    return lo
+
+
+def _max_replicas(subject: Subject) -> int | None:
+    s, f = subject.settings.scaling, subject.function
+    return s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+
+
 def _fallback(subject: Subject) -> dict[str, Any]:
-    s, scale = subject.settings.scaling, subject.function.scale
-    replicas = s.fallback_replicas
+    """KEDA's static fallback (KEDA 2.10, which OpenFunction pins, has no ``behavior``):
+    while the scaler fails, our trigger stands at ``replicas`` and the function's own
+    triggers still scale it; without a fallback KEDA would scale it to zero."""
+    replicas = subject.settings.scaling.fallback_replicas
     if replicas is None:
-        floor = s.min_replicas if s.min_replicas is not None else scale.min_replicas
-        replicas = max(floor or 0, 1)
-    return {
-        "failureThreshold": FALLBACK_FAILURES,
-        "replicas": replicas,
-        "behavior": "currentReplicasIfHigher",
-    }
+        replicas = max(_min_replicas(subject) or 0, 1)
+    return {"failureThreshold": FALLBACK_FAILURES, "replicas": replicas}
+
+
+CRON_BINDING = "bindings.cron"
+
+
+def why_not_wired(subject: Subject) -> str | None:
+    """Why the ofobserve scaler does not scale this function, or ``None`` when it does."""
+    f, s = subject.function, subject.settings.scaling
+    if f.runtime is Runtime.KNATIVE:
+        return "Knative's autoscaler scales it (docs/scaling.md)"
+    if f.runtime is Runtime.KEDA_HTTP:
+        return "the KEDA HTTP add-on's ScaledObject scales it (docs/scaling.md)"
+    if not f.scale.triggers and any(i.component_type == CRON_BINDING for i in f.inputs):
+        return (
+            "a cron binding and no KEDA trigger: OpenFunction runs it without a ScaledObject; "
+            "scaling it would repeat or miss runs"
+        )
+    if s.delivery == "scaled-object":
+        if f.refs.scaled_object:
+            return (
+                f"OpenFunction's ScaledObject {f.refs.scaled_object} scales it; KEDA refuses a "
+                "second one (use scaling.delivery: function-patch)"
+            )
+        if not f.refs.workload:
+            return "scaling.delivery scaled-object needs --from-cluster (the Deployment's name)"
+        return None
+    if not f.api_version.endswith("/v1beta2"):
+        return "a v1beta1 Function has no scaleOptions.keda.triggers to patch"
+    return None
 
 
 def auth_name(subject: Subject) -> str:
@@ -101,39 +144,37 @@ def auth_name(subject: Subject) -> str:
 
 
 def build_scaling(subject: Subject) -> dict[str, Any] | None:
-    """The Function patch or the ScaledObject; ``None`` where neither applies."""
-    f = subject.function
-    if subject.settings.scaling.delivery == "scaled-object":
-        return _scaled_object(subject) if f.refs.workload else None
-    if f.runtime != Runtime.ASYNC or not f.api_version.endswith("/v1beta2"):
+    """The Function patch or the ScaledObject; ``None`` where neither applies
+    (:func:`why_not_wired` says why)."""
+    if why_not_wired(subject) is not None:
         return None
+    if subject.settings.scaling.delivery == "scaled-object":
+        return _scaled_object(subject)
+    f = subject.function
     own = [json.loads(t.raw) for t in f.scale.triggers if t.raw]
+    scale_options: dict[str, Any] = {
+        "keda": {
+            "triggers": [*own, _trigger(subject)],
+            "scaledObject": {
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}},
+                "fallback": _fallback(subject),
+            },
+        }
+    }
+    lo = _min_replicas(subject)
+    if not f.scale.triggers and lo != f.scale.min_replicas:
+        scale_options["minReplicas"] = lo  # nothing else could wake it from zero
     return {
         "apiVersion": f.api_version,
         "kind": "Function",
         "metadata": {"name": f.name, "namespace": f.namespace},
-        "spec": {
-            "serving": {
-                "scaleOptions": {
-                    "keda": {
-                        "triggers": [*own, _trigger(subject)],
-                        "scaledObject": {
-                            "advanced": {
-                                "horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}
-                            },
-                            "fallback": _fallback(subject),
-                        },
-                    }
-                }
-            }
-        },
+        "spec": {"serving": {"scaleOptions": scale_options}},
     }
 
 
 def _scaled_object(subject: Subject) -> dict[str, Any]:
-    f, s = subject.function, subject.settings.scaling
-    lo = s.min_replicas if s.min_replicas is not None else f.scale.min_replicas
-    hi = s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+    f = subject.function
+    lo, hi = _min_replicas(subject), _max_replicas(subject)
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f.refs.workload},
         "triggers": [_trigger(subject)],

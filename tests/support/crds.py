@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from tests.support.pruning import pruned_paths
 from tests.support.tools import REPO, unavailable
 
 
@@ -41,10 +42,19 @@ def schema_for(api_version: str, kind: str) -> dict[str, Any]:
     return schemas[(api_version, kind)]
 
 
+def pruned_fields(obj: dict[str, Any]) -> list[str]:
+    """Every field of ``obj`` the API server would prune (tests/support/pruning.py)."""
+    return pruned_paths(obj, schema_for(obj["apiVersion"], obj["kind"]))
+
+
 def validate_custom_resource(obj: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` when ``obj`` breaks its CRD's schema."""
+    """Raise ``jsonschema.ValidationError`` when ``obj`` breaks its CRD's schema, and
+    ``AssertionError`` when it holds a field the API server would prune (jsonschema accepts
+    undeclared fields; the server silently drops them)."""
     schema = schema_for(obj["apiVersion"], obj["kind"])
     jsonschema.Draft7Validator(schema).validate(obj)
+    pruned = pruned_paths(obj, schema)
+    assert not pruned, f"{obj['kind']} {obj.get('metadata', {}).get('name')}: pruned {pruned}"
 
 
 def schema_errors(obj: dict[str, Any]) -> set[str]:

@@ -46,3 +46,21 @@ def scrape_job(
         "relabel_configs": relabel,
         "metric_relabel_configs": [_relabel(r) for r in endpoint.get("metricRelabelings", [])],
     }
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (``matchLabels``, ``matchExpressions``) selects a
+    pod with ``labels``."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        present = key in labels
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if (op == "Exists") != present and op in ("Exists", "DoesNotExist"):
+            return False
+    return True
