@@ -187,7 +187,10 @@ SCALER_ERRORS = AlertSpec(
         "Either KEDA reports errors from one of the function's scalers (`reason=keda`, value "
         "in errors per second), or the ofobserve scaler's last sample for the function is "
         "older than `alerting.thresholds.scalerStaleAfter` (`reason=stale`, value in "
-        "seconds). Scaling decisions are then based on old or no data."
+        "seconds). Scaling decisions are then based on old or no data. Rendered only where one "
+        "of the two can happen: a function a KEDA ScaledObject scales (found through "
+        "kube-state-metrics' HPA target, `namespace_function:keda_scaler:info`), or one the "
+        "ofobserve scaler scales."
     ),
     causes=(
         "Prometheus unreachable from KEDA or the ofobserve scaler.",

@@ -117,6 +117,11 @@ def record_latency_quantile(window: str) -> str:
 
 
 RECORD_IN_FLIGHT: Final = f"{RECORD_LEVEL}:requests_in_flight:sum"
+#: 1 per HPA that scales the function, with ``horizontalpodautoscaler``, ``scaledObject``
+#: (KEDA's default HPA name ``keda-hpa-<scaledObject>``) and ``exported_namespace``: the
+#: join that finds KEDA's and the HPA's series of a function in every mode.
+RECORD_KEDA_SCALER_INFO: Final = f"{RECORD_LEVEL}:keda_scaler:info"
+KSM_HPA_INFO: Final = "kube_horizontalpodautoscaler_info"
 RECORD_REPLICAS_DESIRED: Final = f"{RECORD_LEVEL}:replicas_desired:sum"
 RECORD_REPLICAS_AVAILABLE: Final = f"{RECORD_LEVEL}:replicas_available:sum"
 RECORD_REPLICAS_UNAVAILABLE: Final = f"{RECORD_LEVEL}:replicas_unavailable:sum"
@@ -178,6 +183,14 @@ SCALER_ACTIVE: Final = "ofobserve_scaler_active"
 SCALER_PANIC_MODE: Final = "ofobserve_scaler_panic_mode"
 SCALER_OBSERVED_CONCURRENCY: Final = "ofobserve_scaler_observed_concurrency"
 SCALER_OBSERVED_LATENCY_SECONDS: Final = "ofobserve_scaler_observed_latency_seconds"
+#: The function's own ready replicas as read (never dapr-proxy pods); none while unknown.
+SCALER_OBSERVED_READY_REPLICAS: Final = "ofobserve_scaler_observed_ready_replicas"
+#: daprd's ``/metrics`` port in function and dapr-proxy pods (dapr/dapr
+#: ``pkg/metrics/options.go``; fact sheet section 4), where ``--source direct`` reads Dapr.
+DAPR_METRICS_PORT: Final = 9090
+#: The HPA's default ``--horizontal-pod-autoscaler-tolerance`` (kubernetes/kubernetes
+#: ``pkg/controller/podautoscaler/config/v1alpha1/defaults.go``).
+HPA_DEFAULT_TOLERANCE: Final = 0.1
 #: Counter, + ``source`` (``prometheus`` or ``direct``) and ``reason``.
 SCALER_SOURCE_ERRORS_TOTAL: Final = "ofobserve_scaler_source_errors_total"
 #: Histogram of one source read, + ``source``.
@@ -206,6 +219,24 @@ def keda_hpa_name(scaled_object: str) -> str:
     """The HPA KEDA creates for a ScaledObject (KEDA's ``getDefaultHpaName``)."""
     return f"keda-hpa-{scaled_object}"
 
+
+# --- log and trace pipelines -------------------------------------------------------------------
+#: The Fluent Bit tail input's offset database: directly in ``/var/log``, the one directory
+#: the fluent-bit Helm chart mounts read-write (fluent/helm-charts ``charts/fluent-bit``).
+FLUENT_BIT_TAIL_DB: Final = "/var/log/flb_ofobserve_functions.db"
+#: The collector's OTLP gRPC exporter, named as from v0.144.0 (open-telemetry/opentelemetry-
+#: collector PR #14403, #14397; ``otlphttp`` became ``otlp_http``), and as before it (since
+#: then a deprecated alias). The ``otlp`` receiver kept its name.
+OTLP_GRPC_EXPORTER: Final = "otlp_grpc"
+OTLP_GRPC_EXPORTER_LEGACY: Final = "otlp"
+
+# --- Knative Serving >= 1.19 observability (knative/serving ``pkg/observability/config.go``) ------
+KNATIVE_SERVING_NAMESPACE: Final = "knative-serving"
+KNATIVE_OBSERVABILITY_CONFIGMAP: Final = "config-observability"
+#: The queue-proxy's request-metrics export: ``none`` (the default) serves nothing on 9091.
+KNATIVE_REQUEST_METRICS_PROTOCOL: Final = "request-metrics-protocol"
+KNATIVE_REQUEST_METRICS_ENDPOINT: Final = "request-metrics-endpoint"
+KNATIVE_PROTOCOL_PROMETHEUS: Final = "prometheus"
 
 # --- Grafana delivery ----------------------------------------------------------------------------
 #: Label the kube-prometheus-stack Grafana sidecar looks for, and its value.

@@ -184,10 +184,7 @@ def _to_grafanalib(panel: Panel, pos: g.GridPos) -> Any:
         overrides=_column_overrides(panel),
         transformations=[
             {"id": "merge", "options": {}},
-            {
-                "id": "organize",
-                "options": {"excludeByName": {"Time": True, panel.link_field: True}},
-            },
+            {"id": "organize", "options": {"excludeByName": {"Time": True}}},
         ],
     )
 
@@ -205,6 +202,13 @@ def _column_overrides(panel: Panel) -> list[dict[str, Any]]:
             }
         )
     if panel.link_field:
+        # Hidden, not excluded: a link can only use fields that are still in the frame.
+        overrides.append(
+            {
+                "matcher": {"id": "byName", "options": panel.link_field},
+                "properties": [{"id": "custom.hidden", "value": True}],
+            }
+        )
         overrides.append(
             {
                 "matcher": {"id": "byName", "options": "function"},

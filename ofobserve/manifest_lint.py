@@ -2,8 +2,9 @@
 
 Every field its API server prunes (:mod:`ofobserve.function_fields`) gets one warning,
 with the v1beta2 spelling when the field is an older form that ofobserve reads by intent
-(:mod:`ofobserve.manifests`), else the closest declared name. One more case is not pruned
-but refused: v1beta1's list of KEDA triggers under ``spec.serving.triggers``.
+(:mod:`ofobserve.manifests`), else the closest declared name. One more warning is about a
+kept field that does not do what it reads like: ``triggers.inputs`` without
+``triggers.dapr`` makes a sync function.
 """
 
 from __future__ import annotations
@@ -19,46 +20,83 @@ from ofobserve.model import Function, Runtime
 
 PRUNED = "not an OpenFunction {version} field; OpenFunction drops it"
 KEDA_TRIGGERS = "spec.serving.scaleOptions.keda.triggers"
+INPUTS_ONLY = (
+    "without spec.serving.triggers.dapr, OpenFunction adds triggers.http (port 8080) and runs "
+    "the function as a sync Knative function (its defaulting webhook)."
+)
 
-Advice = Callable[[re.Match[str], Function], str]
+Advice = Callable[[re.Match[str], Function, Mapping[str, Any]], str]
 
 
 def _write(template: str) -> Advice:
-    return lambda match, _function: f"Write {match.expand(template)} instead"
+    return lambda match, _function, _doc: f"Write {match.expand(template)} instead"
 
 
-def _runtime(_match: re.Match[str], function: Function) -> str:
-    if function.runtime is Runtime.ASYNC:
-        names = ", ".join(f"{{name: {i.component}}}" for i in function.inputs)
-        return (
-            f"Write spec.serving.triggers.dapr: [{names}] instead "
-            "(a v1beta2 function is async when it has Dapr triggers)"
-        )
-    return "Write spec.serving.triggers.http instead (a v1beta2 function is sync with it)"
+def _serving(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = doc.get("spec")
+    serving = spec.get("serving") if isinstance(spec, Mapping) else None
+    return serving if isinstance(serving, Mapping) else {}
 
 
-def _output_name(match: re.Match[str], function: Function) -> str:
+def dapr_triggers(function: Function) -> str:
+    """The function's inputs in v1beta2's ``triggers.dapr`` form, as one YAML flow line
+    (``inputName`` keeps a v1beta1 input's own name, which v1beta1-style code uses)."""
+    items = []
+    for io in function.inputs:
+        fields = [f"name: {io.component}"]
+        if io.topic:
+            fields.append(f"topic: {io.topic}")
+        if io.name != io.component:
+            fields.append(f"inputName: {io.name}")
+        items.append("{" + ", ".join(fields) + "}")
+    return f"spec.serving.triggers.dapr: [{', '.join(items)}]"
+
+
+def _runtime(_match: re.Match[str], function: Function, doc: Mapping[str, Any]) -> str:
+    if function.runtime is not Runtime.ASYNC:
+        return "Write spec.serving.triggers.http instead (a v1beta2 function is sync with it)"
+    if _serving(doc).get("inputs"):  # that field's warning shows the triggers
+        return "Write spec.serving.triggers.dapr instead (a v1beta2 function is async with it)"
+    return f"Write {dapr_triggers(function)} instead (a v1beta2 function is async with it)"
+
+
+def _inputs(_match: re.Match[str], function: Function, _doc: Mapping[str, Any]) -> str:
+    return f"Write {dapr_triggers(function)} instead"
+
+
+def _output_name(match: re.Match[str], function: Function, _doc: Mapping[str, Any]) -> str:
     index, field = int(match.group(1)), match.group(2)
-    component = function.outputs[index].component if index < len(function.outputs) else ""
-    target = (
-        f"spec.serving.outputs[{index}].dapr.name: {component}"
-        if component
-        else (f"spec.serving.outputs[{index}].dapr.name")
+    here = f"spec.serving.outputs[{index}].dapr"
+    output = function.outputs[index] if index < len(function.outputs) else None
+    if output is None:
+        return f"Write {here}.{'outputName' if field == 'name' else 'name'} instead"
+    if field == "component":
+        return f"Write {here}.name: {output.component} instead"
+    if output.name == output.component:
+        return f"v1beta2 names an output by its Dapr component: write {here}.name instead"
+    return (
+        f"Write {here}.outputName: {output.name} instead (v1beta1-style function code looks "
+        "the output up by this name)"
     )
-    if field == "name":
-        return f"v1beta2 names an output by its Dapr component: write {target} instead"
-    return f"Write {target} instead"
 
 
+def _say(text: str) -> Advice:
+    return lambda _match, _function, _doc: text
+
+
+FALLBACK_BEHAVIOR = (
+    "KEDA has fallback.behavior from 2.17; OpenFunction pins KEDA 2.10, whose fallback is "
+    "always the fixed `replicas`"
+)
 SO = r"spec\.serving\.scaleOptions\.keda\.scaledObject\."
 OUT = r"spec\.serving\.outputs(\[\d+\])\."
 
-#: Older forms (v1beta1, and drafts the notes copied) -> what v1beta2 says instead.
+#: Older forms (v1beta1, v1alpha2, as the notes copied them) -> what v1beta2 says instead.
 V1BETA2_ADVICE: tuple[tuple[str, Advice], ...] = (
     (r"spec\.port", _write("spec.serving.triggers.http.port")),
     (r"spec\.route", _write("spec.serving.triggers.http.route")),
     (r"spec\.serving\.runtime", _runtime),
-    (r"spec\.serving\.inputs", _write("spec.serving.triggers.dapr (one {name, topic} each)")),
+    (r"spec\.serving\.inputs", _inputs),
     (r"spec\.serving\.outputs\[(\d+)\]\.(component|name)", _output_name),
     (OUT + r"(operation|topic)", _write(r"spec.serving.outputs\1.dapr.\2")),
     (OUT + "params", _write(r"spec.serving.outputs\1.dapr.metadata")),
@@ -66,13 +104,7 @@ V1BETA2_ADVICE: tuple[tuple[str, Advice], ...] = (
     (SO + "minReplicaCount", _write("spec.serving.scaleOptions.minReplicas")),
     (SO + "maxReplicaCount", _write("spec.serving.scaleOptions.maxReplicas")),
     (SO + "workloadType", _write("spec.serving.workloadType")),
-    (
-        SO + r"fallback\.behavior",
-        lambda _m, _f: (
-            "KEDA has fallback.behavior from 2.17; OpenFunction pins KEDA 2.10, whose "
-            "fallback is always the fixed `replicas`"
-        ),
-    ),
+    (SO + r"fallback\.behavior", _say(FALLBACK_BEHAVIOR)),
 )
 
 
@@ -84,31 +116,33 @@ def lint_function(doc: Mapping[str, Any], where: Location, function: Function) -
         return []
     pruned = PRUNED.format(version=version)
     found = [
-        Problem(where.at(path), f"{pruned}. {_advice(version, path, function)}")
+        Problem(where.at(path), f"{pruned}. {_advice(version, path, function, doc)}")
         for path in pruned_fields(doc, version)
     ]
-    serving = doc.get("spec", {}).get("serving") if isinstance(doc.get("spec"), dict) else None
+    triggers = _serving(doc).get("triggers")
     if (
         version == "v1beta2"
-        and isinstance(serving, dict)
-        and isinstance(serving.get("triggers"), list)
+        and function.runtime is Runtime.KNATIVE
+        and isinstance(triggers, Mapping)
+        and triggers.get("inputs")
+        and not triggers.get("http")
+        and not triggers.get("dapr")
     ):
         found.append(
             Problem(
-                where.at("spec.serving.triggers"),
-                "must be a mapping in OpenFunction v1beta2 (its API server refuses a list); a list "
-                f"of KEDA triggers is the v1beta1 form. Write {KEDA_TRIGGERS} instead",
+                where.at("spec.serving.triggers.inputs"),
+                f"{INPUTS_ONLY} For an async function write {dapr_triggers(function)} instead",
             )
-        )  # fmt: skip
+        )
     return found
 
 
-def _advice(version: str, path: str, function: Function) -> str:
+def _advice(version: str, path: str, function: Function, doc: Mapping[str, Any]) -> str:
     if version == "v1beta2":
         for pattern, advice in V1BETA2_ADVICE:
             match = re.fullmatch(pattern, path)
             if match:
-                return advice(match, function)
+                return advice(match, function, doc)
     bare = re.sub(r"\[\d+\]", "", path)
     for other in FUNCTION:
         if other != version and node_at(other, bare) is not None:

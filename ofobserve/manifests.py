@@ -168,11 +168,29 @@ def _parse_v1beta2(reader: _Reader) -> _Parsed:
     """The v1beta2 fields, and the older forms people still write in v1beta2 documents
     (``serving.runtime``, ``serving.inputs``, ``outputs[].component``, ``spec.port``,
     ``scaledObject.triggers``...), read as their authors meant them. OpenFunction drops
-    those; :mod:`ofobserve.manifest_lint` warns about each."""
+    those; :mod:`ofobserve.manifest_lint` warns about each.
+
+    The runtime follows OpenFunction: ``triggers.http`` makes a sync function (Knative, or
+    the KEDA HTTP add-on); else ``triggers.dapr`` an async one; else OpenFunction's
+    defaulting webhook adds ``triggers.http`` (OpenFunction/OpenFunction
+    ``apis/core/v1beta2/function_webhook.go`` ``Default``), so it is sync on Knative, even
+    with ``triggers.inputs``, unless the older fields say async."""
+    reader.get("spec.serving.scaleOptions", dict)
+    if isinstance(reader.raw("spec.serving.triggers"), list):
+        reader.problem(
+            "spec.serving.triggers",
+            "must be a mapping in OpenFunction v1beta2, got a list (the API server refuses "
+            "the Function); a list of KEDA triggers is the v1beta1 form: write them under "
+            "spec.serving.scaleOptions.keda.triggers",
+        )
+    else:
+        reader.get("spec.serving.triggers", dict)
     components = _component_types(reader)
-    inputs: list[DaprIO] = []
-    for i, item in enumerate(reader.get("spec.serving.triggers.dapr", list) or []):
-        inputs.append(_dapr_io(reader, item, f"spec.serving.triggers.dapr[{i}]", components))
+    dapr = [
+        _dapr_io(reader, item, f"spec.serving.triggers.dapr[{i}]", components)
+        for i, item in enumerate(reader.get("spec.serving.triggers.dapr", list) or [])
+    ]
+    inputs = list(dapr)
     for i, item in enumerate(reader.get("spec.serving.triggers.inputs", list) or []):
         path = f"spec.serving.triggers.inputs[{i}].dapr"
         inner = item.get("dapr") if isinstance(item, dict) else None
@@ -181,8 +199,8 @@ def _parse_v1beta2(reader: _Reader) -> _Parsed:
         else:
             reader.problem(path, "required (a mapping with name, type and topic)")
     outputs = _outputs_v1beta2(reader, components)
-    triggers = _triggers(reader, "spec.serving.scaleOptions.keda.triggers") or _legacy_triggers(
-        reader
+    triggers = _triggers(reader, "spec.serving.scaleOptions.keda.triggers") or _triggers(
+        reader, "spec.serving.scaleOptions.keda.scaledObject.triggers"
     )
     legacy_runtime = _legacy_runtime(reader)
     port = reader.port("spec.serving.triggers.http.port") or reader.port("spec.port")
@@ -196,14 +214,14 @@ def _parse_v1beta2(reader: _Reader) -> _Parsed:
         runtime = Runtime.KEDA_HTTP if engine == "keda" else Runtime.KNATIVE
         paths = _route_paths(reader, "spec.serving.triggers.http.route")
         return _Parsed(runtime, port, paths, tuple(inputs), outputs, triggers)
-    if not inputs and legacy_runtime is not Runtime.KNATIVE:
-        inputs = list(_legacy_inputs(reader, components, outputs, legacy_runtime))
-    if inputs:
+    if not dapr and legacy_runtime is not Runtime.KNATIVE:
+        legacy = list(_legacy_inputs(reader, components, (*outputs, *inputs), legacy_runtime))
+        if legacy:
+            return _Parsed(Runtime.ASYNC, None, (), tuple(inputs + legacy), outputs, triggers)
+    if dapr:
         return _Parsed(Runtime.ASYNC, None, (), tuple(inputs), outputs, triggers)
-    paths = _route_paths(reader, "spec.serving.triggers.http.route") or _route_paths(
-        reader, "spec.route"
-    )
-    return _Parsed(Runtime.KNATIVE, port, paths, (), outputs, triggers)
+    paths = _route_paths(reader, "spec.route")
+    return _Parsed(Runtime.KNATIVE, port, paths, tuple(inputs), outputs, triggers)
 
 
 def _outputs_v1beta2(reader: _Reader, components: dict[str, str]) -> tuple[DaprIO, ...]:
@@ -235,11 +253,12 @@ def _legacy_runtime(reader: _Reader) -> Runtime | None:
 def _legacy_inputs(
     reader: _Reader,
     components: dict[str, str],
-    outputs: tuple[DaprIO, ...],
+    taken: tuple[DaprIO, ...],
     runtime: Runtime | None,
 ) -> Iterator[DaprIO]:
     """v1beta1's ``spec.serving.inputs``; or, for ``runtime: async`` without any, every
-    binding or pubsub component that is not an output (what such an author means)."""
+    binding or pubsub component not already an output or input (what such an author
+    means)."""
     listed = reader.get("spec.serving.inputs", list)
     if listed:
         for i, item in enumerate(listed):
@@ -248,21 +267,10 @@ def _legacy_inputs(
         return
     if runtime is not Runtime.ASYNC:
         return
-    used = {o.component for o in outputs}
+    used = {io.component for io in taken}
     for name, component_type in sorted(components.items()):
         if name not in used:
             yield DaprIO(name=name, component=name, component_type=component_type)
-
-
-def _legacy_triggers(reader: _Reader) -> tuple[KedaTrigger, ...]:
-    """KEDA triggers where older forms put them: ``scaleOptions.keda.scaledObject.triggers``
-    (a v1alpha2-era draft the notes use) or v1beta1's ``spec.serving.triggers`` list."""
-    found = _triggers(reader, "spec.serving.scaleOptions.keda.scaledObject.triggers")
-    if found:
-        return found
-    if isinstance(reader.raw("spec.serving.triggers"), list):
-        return _triggers(reader, "spec.serving.triggers")
-    return ()
 
 
 def _component_types(reader: _Reader) -> dict[str, str]:
@@ -270,7 +278,13 @@ def _component_types(reader: _Reader) -> dict[str, str]:
     types: dict[str, str] = {}
     for section in ("bindings", "pubsub"):
         for comp, spec in (reader.get(f"spec.serving.{section}", dict) or {}).items():
-            comp_type = spec.get("type") if isinstance(spec, dict) else None
+            if not isinstance(spec, dict):
+                reader.problem(
+                    f"spec.serving.{section}.{comp}",
+                    f"must be a mapping (a Dapr component spec), got {type(spec).__name__}",
+                )
+                continue
+            comp_type = spec.get("type")
             if not isinstance(comp_type, str) or not comp_type:
                 reader.problem(f"spec.serving.{section}.{comp}.type", "required (a string)")
             else:
@@ -289,7 +303,12 @@ def _dapr_io(
         reader.problem(path, f"must be a mapping, got {type(item).__name__}")
         return DaprIO(name="", component="", component_type="")
     component = item.get(component_key)
-    if not isinstance(component, str) or not component:
+    if component is not None and not isinstance(component, str):
+        reader.problem(
+            f"{path}.{component_key}", f"must be a string, got {type(component).__name__}"
+        )
+        component = ""
+    elif not component:
         reader.problem(f"{path}.{component_key}", "required (the Dapr component name)")
         component = ""
     declared = item.get("type")
@@ -343,22 +362,42 @@ def _scale_options(reader: _Reader, triggers: tuple[KedaTrigger, ...]) -> ScaleO
         reader.problem(hi_field, f"must be >= 1, got {hi}")
     elif lo is not None and hi is not None and hi < lo:
         reader.problem(hi_field, f"must be >= {lo_field.rsplit('.', 1)[-1]} ({lo})")
+    workload = reader.get("spec.serving.workloadType", str) or reader.get(
+        f"{legacy}.workloadType", str
+    )
     return ScaleOptions(
         min_replicas=lo,
         max_replicas=hi,
         polling_interval=reader.replicas(f"{legacy}.pollingInterval"),
         cooldown_period=reader.replicas(f"{legacy}.cooldownPeriod"),
         triggers=triggers,
+        legacy_bounds=legacy in lo_field or legacy in hi_field,
+        workload_type=workload or "",
+        scaled_job=reader.raw(f"{base}.keda.scaledJob") is not None,
+        own_fallback=reader.raw(f"{legacy}.fallback") is not None,
+        own_hpa_behavior=reader.raw(f"{legacy}.advanced.horizontalPodAutoscalerConfig.behavior")
+        is not None,
     )
 
 
 def _route_paths(reader: _Reader, path: str) -> tuple[str, ...]:
     found: list[str] = []
-    for rule in reader.get(f"{path}.rules", list) or []:
-        for match in (rule.get("matches") or []) if isinstance(rule, dict) else []:
-            value = match.get("path", {}).get("value") if isinstance(match, dict) else None
-            if isinstance(value, str):
-                found.append(value)
+    for i, rule in enumerate(reader.get(f"{path}.rules", list) or []):
+        matches = rule.get("matches") if isinstance(rule, dict) else None
+        for j, match in enumerate(matches if isinstance(matches, list) else []):
+            where = f"{path}.rules[{i}].matches[{j}].path"
+            value = match.get("path") if isinstance(match, dict) else None
+            if isinstance(value, dict):
+                if isinstance(value.get("value"), str):
+                    found.append(value["value"])
+                elif value.get("value") is not None:
+                    reader.problem(f"{where}.value", "must be a string (a path such as /api)")
+            elif value is not None:
+                reader.problem(
+                    where,
+                    f"must be a mapping like {{type: PathPrefix, value: /api}} "
+                    f"(Gateway API HTTPRouteMatch), got {type(value).__name__}",
+                )
     return tuple(sorted(set(found)))
 
 

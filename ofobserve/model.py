@@ -66,6 +66,16 @@ class ScaleOptions:
     polling_interval: int | None = None
     cooldown_period: int | None = None
     triggers: tuple[KedaTrigger, ...] = ()
+    #: The bounds came from ``keda.scaledObject.minReplicaCount``/``maxReplicaCount``,
+    #: which v1beta2 does not have (read by intent).
+    legacy_bounds: bool = False
+    #: ``spec.serving.workloadType`` (``Deployment``, ``StatefulSet``, ``Job``), or "".
+    workload_type: str = ""
+    #: ``keda.scaledJob`` is set: OpenFunction makes a ScaledJob, not a ScaledObject.
+    scaled_job: bool = False
+    #: The user set ``keda.scaledObject.fallback`` / the HPA ``behavior`` themselves.
+    own_fallback: bool = False
+    own_hpa_behavior: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ofobserve.builders.fleet_dashboards import (
     build_scaler_file,
     build_scaler_resource,
 )
+from ofobserve.builders.knative_config import build_knative_observability_patch
 from ofobserve.builders.monitors import build_pod_monitor, why_no_monitor
 from ofobserve.builders.patches import build_function_patch
 from ofobserve.builders.rule_tests import build_rule_tests
@@ -31,6 +32,7 @@ from ofobserve.builders.telemetry import (
     build_collector_configmap,
     build_fluent_bit,
     build_fluent_bit_configmap,
+    build_fluent_bit_values,
     build_otel_env_patch,
 )
 from ofobserve.settings import Settings
@@ -82,7 +84,12 @@ class ArtifactGroup:
 
 GROUPS: tuple[ArtifactGroup, ...] = (
     ArtifactGroup("patches", (ArtifactKind(build_function_patch),)),
-    ArtifactGroup("monitors", (ArtifactKind(build_pod_monitor),), why_not=why_no_monitor),
+    ArtifactGroup(
+        "monitors",
+        (ArtifactKind(build_pod_monitor),),
+        (FleetKind("knative-config-observability", build_knative_observability_patch),),
+        why_not=why_no_monitor,
+    ),
     ArtifactGroup(
         "scaling",
         (ArtifactKind(build_scaling), ArtifactKind(build_trigger_authentication, folder="auth")),
@@ -98,6 +105,7 @@ GROUPS: tuple[ArtifactGroup, ...] = (
         (
             FleetKind("fluent-bit", build_fluent_bit),
             FleetKind("fluent-bit-configmap", build_fluent_bit_configmap),
+            FleetKind("fluent-bit-values", build_fluent_bit_values),
             FleetKind("otel-collector", build_collector),
             FleetKind("otel-collector-configmap", build_collector_configmap),
         ),

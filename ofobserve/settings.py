@@ -168,6 +168,20 @@ class LogShipping(_Section):
     index: Literal["function", "namespace"] = "function"  # es only: one index per ...
     user: str = ""
     password_secret: SecretRef | None = None
+    #: The tail input's offset database. Its directory must exist and be writable in the
+    #: Fluent Bit pod (sqlite3 creates no directory): the fluent-bit chart mounts only
+    #: ``/var/log`` read-write. ``""``: no database (a restart resumes at each file's end).
+    db: str = conventions.FLUENT_BIT_TAIL_DB
+
+    @field_validator("db")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if value and not re.fullmatch(r"/[^\s,]*[^\s,/]", value):
+            raise ValueError(
+                "must be an absolute path on a volume the Fluent Bit pod mounts read-write, "
+                f"such as {conventions.FLUENT_BIT_TAIL_DB}, or '' for none"
+            )
+        return value
 
 
 class TailSampling(_Section):
@@ -184,6 +198,9 @@ class TraceShipping(_Section):
     backend_endpoint: str = "jaeger-collector.observability.svc:4317"
     headers_secret: SecretRef | None = None
     sampling: TailSampling = TailSampling()
+    #: Name the collector's exporters ``otlp``/``otlphttp`` as collectors before v0.144.0
+    #: need; from v0.144.0 they are ``otlp_grpc``/``otlp_http`` (the old names are aliases).
+    legacy_exporter_names: bool = False
 
     @field_validator("endpoint")
     @classmethod

@@ -31,6 +31,12 @@ GOOD = textwrap.dedent(
 )
 
 
+ROUTE_WITH_STRING_PATH = (
+    "port: 8080\n        route:\n          rules:\n            - matches:\n"
+    "                - path: /hello\n"
+)
+
+
 def function(name: str = "fn", extra_meta: str = "", serving: str = "") -> str:
     """A valid v1beta2 Function, with optional extra metadata and serving lines."""
     text = GOOD.format(name=name)
@@ -58,6 +64,37 @@ def _unreadable(root: Path) -> None:
 
 
 CASES = [
+    Case(
+        "route-path-a-string",
+        {"bad.yaml": function().replace("port: 8080\n", ROUTE_WITH_STRING_PATH)},
+        ["bad.yaml"],
+        [
+            "error: bad.yaml[0] spec.serving.triggers.http.route.rules[0].matches[0].path: "
+            "must be a mapping like {type: PathPrefix, value: /api} (Gateway API "
+            "HTTPRouteMatch), got str"
+        ],
+    ),
+    Case(
+        "v1beta1-trigger-list-in-v1beta2",
+        {"bad.yaml": function().replace("http:\n        port: 8080\n", "- type: kafka\n")},
+        ["bad.yaml"],
+        [
+            "error: bad.yaml[0] spec.serving.triggers: must be a mapping in OpenFunction "
+            "v1beta2, got a list (the API server refuses the Function); a list of KEDA "
+            "triggers is the v1beta1 form: write them under "
+            "spec.serving.scaleOptions.keda.triggers"
+        ],
+    ),
+    Case(
+        "wrong-types",
+        {"bad.yaml": function(serving="    scaleOptions: 3\n    bindings:\n      foo: bar\n")},
+        ["bad.yaml"],
+        [
+            "error: bad.yaml[0] spec.serving.scaleOptions: must be a mapping, got int",
+            "error: bad.yaml[0] spec.serving.bindings.foo: must be a mapping (a Dapr component "
+            "spec), got str",
+        ],
+    ),
     Case(
         "yaml-syntax",
         {"bad.yaml": "kind: Function\nmetadata: [unclosed\n"},

@@ -28,7 +28,8 @@ from ofobserve.builders.dashboards import (
 )
 from ofobserve.builders.fleet_dashboards import overview, scaler
 from ofobserve.builders.grafana_delivery import dashboard_text
-from ofobserve.builders.rules import build_rule_groups
+from ofobserve.builders.rules import build_rule_groups, has_keda
+from ofobserve.builders.scaling import why_not_wired
 from ofobserve.grafana import DashboardSpec, build_dashboard_json
 from ofobserve.loading import load_config, load_subjects
 from ofobserve.settings import fleet_settings
@@ -355,7 +356,16 @@ def test_the_panels_show_the_fixture_traffic(fleet: PrometheusServer, subject: S
     p50, _p90, p95, _p99 = values("Latency percentiles")
     assert p50 <= 0.5
     assert 0.5 < p95 <= 1.0
-    assert values("Replicas") == [3, 3, 2, 1, 10]
+    # the scaler wants 3 where it scales the function; 2 of 3 available (the dapr-proxy
+    # Deployment's replica is not counted); the HPA (desired, min, max) where KEDA scales it
+    expected = [3.0] if why_not_wired(subject) is None else []
+    expected += [2.0] + ([3.0, 1.0, 10.0] if has_keda(subject) else [])
+    assert values("Replicas") == expected
+    scaling = {p["title"] for p in panels(dashboard)}
+    assert ("KEDA scaler value" in scaling) is has_keda(subject)
+    assert ("Scaler panic mode" in scaling) is (why_not_wired(subject) is None)
+    if has_keda(subject):
+        assert values("KEDA scaler value") == [30.0]  # found with no name known
     cpu_used, cpu_requests, cpu_limits = values("CPU")
     assert (cpu_used, cpu_requests, cpu_limits) == (pytest.approx(0.5, rel=0.2), 1.0, 2.0)
     assert values("Memory") == [2 * 2**27, 2 * 2**28, 4 * 2**28]

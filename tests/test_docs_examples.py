@@ -67,11 +67,11 @@ def test_the_telemetry_example_renders(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     fluent = yaml.safe_load((out / "telemetry" / "fluent-bit.yaml").read_text())
     [output] = fluent["pipeline"]["outputs"]
-    assert (output["name"], output["logstash_prefix_key"]) == (
-        "es",
-        "$kubernetes['namespace_name']",
-    )
+    # index per namespace: the lua filter writes functions-<namespace> into ofobserve_index
+    assert (output["name"], output["logstash_prefix_key"]) == ("es", "$ofobserve_index")
+    [lua] = [f for f in fluent["pipeline"]["filters"] if f["name"] == "lua"]
+    assert "namespace_name" in lua["code"]
     assert output["http_passwd"] == "${FLUENT_OUTPUT_PASSWORD}"
     collector = yaml.safe_load((out / "telemetry" / "otel-collector.yaml").read_text())
-    assert "otlp/tempo" in collector["exporters"]
+    assert "otlp_grpc/tempo" in collector["exporters"]
     assert "tail_sampling" in collector["processors"]

@@ -128,3 +128,66 @@ def test_the_bundled_examples_have_nothing_to_warn_about(command: str, tmp_path:
     assert result.exit_code == 0, result.stderr
     assert "warning:" not in result.stderr
     assert run_cli("validate", "--strict", str(EXAMPLES)).exit_code == 0
+
+
+def _one(tmp_path: Path, serving: dict[str, Any]) -> str:
+    doc = {
+        "apiVersion": "core.openfunction.io/v1beta2",
+        "kind": "Function",
+        "metadata": {"name": "fn", "namespace": "default"},
+        "spec": {"image": "example/fn:v1", "serving": serving},
+    }
+    path = tmp_path / "fn.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_cli("validate", str(path))
+    assert result.exit_code == 0, result.stderr
+    return result.stderr.replace(f"{path}[0] ", "")
+
+
+def test_triggers_inputs_alone_make_a_sync_function(tmp_path: Path) -> None:
+    """OpenFunction's defaulting webhook adds triggers.http when triggers.dapr is empty
+    (apis/core/v1beta2/function_webhook.go Default), so such a function runs on Knative."""
+    stderr = _one(
+        tmp_path,
+        {
+            "bindings": {"in": {"type": "bindings.kafka", "version": "v1", "metadata": []}},
+            "triggers": {"inputs": [{"dapr": {"name": "in"}}]},
+        },
+    )
+    assert (
+        "warning: spec.serving.triggers.inputs: without spec.serving.triggers.dapr, OpenFunction "
+        "adds triggers.http (port 8080) and runs the function as a sync Knative function (its "
+        "defaulting webhook). For an async function write spec.serving.triggers.dapr: "
+        "[{name: in}] instead"
+    ) in stderr
+    [subject] = load_subjects([str(tmp_path / "fn.yaml")], None)
+    assert subject.function.runtime is Runtime.KNATIVE
+
+
+def test_the_advice_keeps_topics_and_v1beta1_names(tmp_path: Path) -> None:
+    stderr = _one(
+        tmp_path,
+        {
+            "runtime": "async",
+            "inputs": [{"name": "producer", "component": "kafka-server", "topic": "sample"}],
+            "outputs": [{"name": "notify", "component": "notification-manager"}],
+            "pubsub": {"kafka-server": {"type": "pubsub.kafka", "version": "v1", "metadata": []}},
+            "bindings": {
+                "notification-manager": {"type": "bindings.http", "version": "v1", "metadata": []}
+            },
+        },
+    )
+    assert (
+        "spec.serving.inputs: not an OpenFunction v1beta2 field; OpenFunction drops it. Write "
+        "spec.serving.triggers.dapr: [{name: kafka-server, topic: sample, inputName: producer}] "
+        "instead"
+    ) in stderr
+    assert (
+        "spec.serving.outputs[0].name: not an OpenFunction v1beta2 field; OpenFunction drops it. "
+        "Write spec.serving.outputs[0].dapr.outputName: notify instead (v1beta1-style function "
+        "code looks the output up by this name)"
+    ) in stderr
+    assert (
+        "spec.serving.runtime: not an OpenFunction v1beta2 field; OpenFunction drops it. Write "
+        "spec.serving.triggers.dapr instead (a v1beta2 function is async with it)"
+    ) in stderr

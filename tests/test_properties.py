@@ -39,7 +39,7 @@ def function_docs(draw: st.DrawFn) -> dict[str, Any]:
                 "type": draw(st.sampled_from(["bindings.kafka", "bindings.cron", "bindings.redis"]))
             }
         }
-        serving["triggers"] = {"inputs": [{"dapr": {"name": "in"}}]}
+        serving["triggers"] = {"dapr": [{"name": "in"}]}
     else:
         serving["triggers"] = {"http": {"port": 8080, "engine": runtime}}
     profile = draw(st.sampled_from([None, "ofobserve", "knative", "dapr", "keda-http"]))

@@ -92,6 +92,7 @@ def test_render_replaces_previous_output(rendered_examples: Path, tmp_path: Path
         "rules/tests/default/hello-world.yaml",
         "telemetry/default/hello-world.yaml",
         "telemetry/fluent-bit-configmap.yaml",
+        "telemetry/fluent-bit-values.yaml",
         "telemetry/fluent-bit.yaml",
         "telemetry/otel-collector-configmap.yaml",
         "telemetry/otel-collector.yaml",

@@ -169,14 +169,38 @@ def _subject(case: str) -> Subject:
     return Subject(function, settings)
 
 
+OWN_DEPLOYMENT = "serving-x-deployment-v1-abcde"
+PROXY_DEPLOYMENT = "serving-x-proxy-deployment-v1-fghij"  # CreateDaprProxy's name
+SCALED_OBJECT = "serving-x-scaler-klmno"  # OpenFunction's generated name
+
+
 def _kube_state(clock: Clock) -> list[Family]:
-    owned = {"namespace": "shop", "deployment": "serving-x-deployment-v1-abcde"}
-    labels = Family(c.KSM_DEPLOYMENT_LABELS, "gauge").add({**owned, c.KSM_FUNCTION_LABEL: "fn"}, 1)
+    """kube-state-metrics as OpenFunction's objects make it: the function's Deployment, the
+    dapr-proxy Deployment with the same label (OpenFunction copies spec.serving.labels onto
+    it), KEDA's HPA of the function and one of another Deployment."""
+    owned = {"namespace": "shop", "deployment": OWN_DEPLOYMENT}
+    proxy = {"namespace": "shop", "deployment": PROXY_DEPLOYMENT}
+    labels = Family(c.KSM_DEPLOYMENT_LABELS, "gauge")
+    for deployment in (owned, proxy):
+        labels.add({**deployment, c.KSM_FUNCTION_LABEL: "fn"}, 1)
+    hpa = Family(c.KSM_HPA_INFO, "gauge")
+    for name, target in ((SCALED_OBJECT, OWN_DEPLOYMENT), ("other-scaler-zzzzz", "other-dep")):
+        hpa.add(
+            {
+                "namespace": "shop",
+                c.KSM_HPA_LABEL: c.keda_hpa_name(name),
+                "scaletargetref_api_version": "apps/v1",
+                "scaletargetref_kind": "Deployment",
+                "scaletargetref_name": target,
+            },
+            1,
+        )
     return [
         labels,
-        Family(c.KSM_DEPLOYMENT_SPEC_REPLICAS, "gauge").add(owned, 3),
-        Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge").add(owned, 2),
-        Family(c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge").add(owned, 1),
+        hpa,
+        Family(c.KSM_DEPLOYMENT_SPEC_REPLICAS, "gauge").add(owned, 3).add(proxy, 1),
+        Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge").add(owned, 2).add(proxy, 1),
+        Family(c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge").add(owned, 1).add(proxy, 0),
     ]
 
 
@@ -283,3 +307,32 @@ def test_no_extra_matcher_value_can_alter_an_expression(
         for rule in group["rules"]:
             if "record" in rule:
                 assert rule["labels"]["cluster"] == value
+
+
+def test_replicas_leave_the_dapr_proxy_out(
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
+) -> None:
+    """The dapr-proxy Deployment carries the function's label: counted, every replica
+    figure would be one too high and FunctionAtMaxReplicas would fire one replica early."""
+    server, _groups = recorded
+    for record, want in (
+        (c.RECORD_REPLICAS_DESIRED, 3),
+        (c.RECORD_REPLICAS_AVAILABLE, 2),
+        (c.RECORD_REPLICAS_UNAVAILABLE, 1),
+    ):
+        [series] = server.wait_for(f'{record}{{case="dapr"}}', timeout=20)
+        assert float(series["value"][1]) == want, record
+
+
+def test_keda_series_are_found_without_the_generated_names(
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
+) -> None:
+    """The function's HPA and ScaledObject come from what kube-state-metrics exports (the
+    HPA's target), not from a name ofobserve would have to guess."""
+    server, _groups = recorded
+    [series] = server.wait_for(f'{c.RECORD_KEDA_SCALER_INFO}{{case="dapr"}}', timeout=20)
+    labels = series["metric"]
+    assert labels[c.KEDA_SCALED_OBJECT_LABEL] == SCALED_OBJECT
+    assert labels[c.KSM_HPA_LABEL] == c.keda_hpa_name(SCALED_OBJECT)
+    assert labels[c.KEDA_NAMESPACE_LABEL] == "shop"
+    assert server.query(f'{c.RECORD_KEDA_SCALER_INFO}{{case="knative"}}') == []

@@ -55,7 +55,15 @@ def test_the_patched_function_validates_and_keeps_its_own_triggers(
     ours = triggers[-1]
     assert (ours["type"], ours["name"]) == ("external-push", "ofobserve")
     scaled = patched["spec"]["serving"]["scaleOptions"]["keda"]["scaledObject"]
-    assert scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == HPA_BEHAVIOR
+    written = original["spec"]["serving"].get("scaleOptions", {}).get("keda", {})
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    if "advanced" in written.get("scaledObject", {}):  # the user's own is kept
+        assert (
+            behavior
+            == written["scaledObject"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        )
+    else:
+        assert behavior == HPA_BEHAVIOR
     # KEDA 2.10's fallback (what OpenFunction pins): no `behavior`, which would be pruned
     assert scaled["fallback"] == {"failureThreshold": 3, "replicas": max(f_min(subject), 1)}
 
@@ -211,3 +219,97 @@ def test_tls_secret_adds_a_trigger_authentication(validate_cr: Any) -> None:
     for subject in WIRED:
         if subject.function.namespace != "shop":
             assert build_trigger_authentication(subject) is None
+
+
+def _async(name: str, **serving: Any) -> Subject:
+    """An async v1beta2 Function with one pubsub input and ``serving`` on top."""
+    base: dict[str, Any] = {
+        "pubsub": {"work": {"type": "pubsub.redis", "version": "v1", "metadata": []}},
+        "triggers": {"dapr": [{"name": "work", "topic": "work"}]},
+    }
+    doc = {
+        "apiVersion": "core.openfunction.io/v1beta2",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": "jobs"},
+        "spec": {"image": "example/worker:v1", "serving": {**base, **serving}},
+    }
+    [function] = build_functions([(Location(f"{name}.yaml", 0), doc)])
+    return Subject(function, SUBJECTS[0].settings)
+
+
+REDIS = {"type": "redis-streams", "metadata": {"address": "r:6379", "stream": "s"}}
+
+
+def test_rendering_a_patched_function_again_keeps_one_trigger_of_ours() -> None:
+    """Re-rendered from the cluster or from a GitOps source that holds the patch, the
+    patch must not add a second `ofobserve` trigger (KEDA refuses duplicate names)."""
+    first = build_scaling(_async("twice", scaleOptions={"keda": {"triggers": [REDIS]}}))
+    assert first is not None
+    patched = merge_patch(
+        {"spec": {"serving": {"scaleOptions": {"keda": {"triggers": [REDIS]}}}}}, first
+    )
+    again = build_scaling(_async("twice", scaleOptions=patched["spec"]["serving"]["scaleOptions"]))
+    assert again is not None
+    names = [t.get("name") for t in again["spec"]["serving"]["scaleOptions"]["keda"]["triggers"]]
+    assert names == [None, "ofobserve"]
+
+
+def test_the_users_own_fallback_and_hpa_behavior_are_kept() -> None:
+    mine = {
+        "fallback": {"failureThreshold": 5, "replicas": 6},
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {
+            "stabilizationWindowSeconds": 300}}}},
+    }  # fmt: skip
+    options = {"keda": {"triggers": [REDIS], "scaledObject": mine}}
+    patch = build_scaling(_async("own", scaleOptions=options))
+    assert patch is not None
+    assert "scaledObject" not in patch["spec"]["serving"]["scaleOptions"]["keda"]
+    patched = merge_patch({"spec": {"serving": {"scaleOptions": options}}}, patch)
+    assert patched["spec"]["serving"]["scaleOptions"]["keda"]["scaledObject"] == mine
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "60"}},
+        {"type": "memory", "metadata": {"value": "60"}},
+        {**REDIS, "metricType": "Value"},
+    ],
+)
+def test_no_fallback_beside_a_trigger_keda_refuses_one_for(trigger: dict[str, Any]) -> None:
+    """KEDA's CheckFallbackValid refuses a fallback with cpu/memory triggers or a metric
+    type other than AverageValue; the ScaledObject would fail as a whole."""
+    patch = build_scaling(_async("nofb", scaleOptions={"keda": {"triggers": [trigger]}}))
+    assert patch is not None
+    keda = patch["spec"]["serving"]["scaleOptions"]["keda"]
+    assert "fallback" not in keda.get("scaledObject", {})
+
+
+@pytest.mark.parametrize(
+    "serving",
+    [{"workloadType": "Job"}, {"scaleOptions": {"keda": {"scaledJob": {"pollingInterval": 5},
+                                                          "triggers": [REDIS]}}}],
+)  # fmt: skip
+def test_a_job_workload_is_not_wired(serving: dict[str, Any]) -> None:
+    """OpenFunction makes a ScaledJob for it and refuses scaledObject beside scaledJob."""
+    subject = _async("job", **serving)
+    assert build_scaling(subject) is None
+    assert why_not_wired(subject) == (
+        "a Job workload: OpenFunction makes a ScaledJob, which takes no HPA metric"
+    )
+
+
+def test_bounds_land_where_v1beta2_reads_them() -> None:
+    """scaledObject.minReplicaCount/maxReplicaCount are pruned in v1beta2: the patch
+    writes them as scaleOptions.minReplicas/maxReplicas, which OpenFunction copies into
+    the ScaledObject (else KEDA's default cap of 100 applies)."""
+    legacy = {"keda": {"triggers": [REDIS], "scaledObject": {"minReplicaCount": 0,
+                                                             "maxReplicaCount": 7}}}  # fmt: skip
+    patch = build_scaling(_async("legacy", scaleOptions=legacy))
+    assert patch is not None
+    options = patch["spec"]["serving"]["scaleOptions"]
+    assert (options["minReplicas"], options["maxReplicas"]) == (0, 7)
+    lone = build_scaling(_async("lone"))
+    assert lone is not None
+    options = lone["spec"]["serving"]["scaleOptions"]
+    assert (options["minReplicas"], options["maxReplicas"]) == (1, 10)

@@ -1,16 +1,20 @@
 """The telemetry group: Fluent Bit and OpenTelemetry Collector configuration checked
-structurally against their documented schemas (neither binary can run here), the
-per-function OTEL_* patch against the Function CRD, and no secret in any rendered file."""
+structurally against their documented schemas (the real fluent-bit runs every Fluent Bit
+variant in tests/test_fluent_bit.py; no collector can run here), the Helm values that make
+the fluent-bit chart load the YAML, the per-function OTEL_* patch against the Function CRD,
+the Knative ``config-observability`` patch (here and on a real kube-apiserver), and no
+secret in any rendered file."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
+from ofobserve.builders.knative_config import build_knative_observability_patch
 from ofobserve.builders.telemetry import (
     build_otel_env_patch,
     collector_config,
@@ -20,6 +24,7 @@ from ofobserve.loading import load_config, load_subjects
 from ofobserve.settings import Settings, fleet_settings
 from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES, run_cli
+from tests.support.kube import KubeAPI
 from tests.support.patches import merge_patch
 
 SUBJECTS = load_subjects([str(EXAMPLES)], str(EXAMPLE_CONFIG))
@@ -31,7 +36,11 @@ FLUENT_BIT_SECTIONS = {"service", "pipeline", "parsers", "multiline_parsers", "e
 PIPELINE_KINDS = ("inputs", "filters", "outputs")
 PLUGINS: dict[str, dict[str, set[str]]] = {
     "inputs": {"tail": {"path"}},
-    "filters": {"kubernetes": {"match"}, "grep": {"match", "regex"}},
+    "filters": {
+        "kubernetes": {"match"},
+        "grep": {"match", "regex"},
+        "lua": {"match", "call", "code"},
+    },
     "outputs": {
         "es": {"match", "host", "port"},
         "loki": {"match", "host", "port", "labels"},
@@ -96,6 +105,10 @@ def test_fluent_bit_config_follows_the_documented_schema(output: str) -> None:
         f"/var/log/containers/*_{ns}_function-*.log" for ns in ("default", "media", "shop")
     ]
     assert tail["multiline.parser"] == "docker, cri"
+    # the chart mounts /var/log read-write, and sqlite3 does not create a missing directory
+    assert PurePosixPath(tail["db"]).parent == PurePosixPath("/var/log")
+    # the chart's readinessProbe reads /api/v1/health, served only with health_check on
+    assert (config["service"]["health_check"], config["service"]["http_port"]) == ("on", 2020)
     kubernetes = config["pipeline"]["filters"][0]
     assert (kubernetes["name"], kubernetes["merge_log"]) == ("kubernetes", "on")
     [out] = config["pipeline"]["outputs"]
@@ -137,6 +150,9 @@ def test_collector_config_is_consistent(sampling: bool) -> None:
     associations = config["processors"]["k8sattributes"]["pod_association"]
     names = [a["sources"][0].get("name", a["sources"][0]["from"]) for a in associations]
     assert names == ["k8s.pod.ip", "k8s.pod.uid", "connection"]
+    # collector v0.144.0 renamed the exporter otlp -> otlp_grpc; the receiver keeps its name
+    assert list(config["exporters"]) == ["otlp_grpc/jaeger"]
+    assert config["service"]["pipelines"]["traces"]["receivers"] == ["otlp"]
     [exporter] = config["exporters"].values()
     assert exporter["sending_queue"]["batch"]["flush_timeout"] == "1s"
     if sampling:
@@ -227,6 +243,12 @@ def test_secrets_are_referenced_never_written(tmp_path: Path) -> None:
             "equal to 0 (got -1)",
         ),
         (
+            "telemetry: {logs: {db: flb_functions.db}}",
+            "defaults.telemetry.logs.db: must be an absolute path on a volume the Fluent Bit "
+            "pod mounts read-write, such as /var/log/flb_ofobserve_functions.db, or '' for "
+            "none (got 'flb_functions.db')",
+        ),
+        (
             "telemetry: {traces: {endpoint: 'otel-collector:4317'}}",
             "defaults.telemetry.traces.endpoint: must be an http(s) URL with a host and an "
             "optional port, such as http://otel-collector.observability.svc:4317 "
@@ -241,3 +263,162 @@ def test_bad_telemetry_settings(tmp_path: Path, layer: str, message: str) -> Non
     assert result.exit_code == 1
     assert f"error: {config}[0] {message}" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- Fluent Bit on the fluent-bit Helm chart ------------------------------------------------------
+
+CHART_ARGS = ["--workdir=/fluent-bit/etc", "--config=/fluent-bit/etc/conf/fluent-bit.yaml"]
+
+
+def _render(tmp_path: Path, defaults: dict[str, Any] | None, *groups: str) -> Path:
+    """Render the examples with ``defaults`` (``None``: no config file) into ``tmp_path/out``."""
+    args = []
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if defaults is not None:
+        config = tmp_path / "ofobserve.yaml"
+        config.write_text(yaml.safe_dump({"defaults": defaults}))
+        args = ["-c", str(config)]
+    out = tmp_path / "out"
+    only = [x for group in groups for x in ("--only", group)]
+    result = run_cli("-q", "render", str(EXAMPLES), *args, *only, "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_the_tail_db_setting() -> None:
+    def tail(**logs: Any) -> dict[str, Any]:
+        config = fluent_bit_config(SUBJECTS, _with_telemetry(FLEET, logs=logs))
+        found: dict[str, Any] = config["pipeline"]["inputs"][0]
+        return found
+
+    assert tail()["db"] == "/var/log/flb_ofobserve_functions.db"
+    assert tail(db="/var/log/functions.db")["db"] == "/var/log/functions.db"
+    assert "db" not in tail(db="")  # no offsets kept: a restart starts at each file's end
+
+
+@pytest.mark.parametrize("secret", [False, True], ids=["no-secret", "password-secret"])
+def test_the_helm_values_make_the_chart_load_the_yaml(tmp_path: Path, secret: bool) -> None:
+    """The chart has no YAML-config value: the file goes into its ConfigMap through
+    ``config.extraFiles`` (mounted at /fluent-bit/etc/conf/), and ``args`` (replaced whole,
+    so ``--workdir`` is kept) points fluent-bit at it instead of the classic fluent-bit.conf."""
+    ref = {"name": "es-credentials", "key": "password"}
+    logs = {"output": "es", "user": "fluent", "passwordSecret": ref} if secret else {}
+    out = _render(tmp_path, {"telemetry": {"logs": logs}}, "telemetry")
+    plain = yaml.safe_load((out / "telemetry" / "fluent-bit.yaml").read_text())
+    values = yaml.safe_load((out / "telemetry" / "fluent-bit-values.yaml").read_text())
+    assert values["args"] == CHART_ARGS
+    assert list(values["config"]) == ["extraFiles"]
+    assert yaml.safe_load(values["config"]["extraFiles"]["fluent-bit.yaml"]) == plain
+    configmap = yaml.safe_load((out / "telemetry" / "fluent-bit-configmap.yaml").read_text())
+    assert yaml.safe_load(configmap["data"]["fluent-bit.yaml"]) == plain
+    if secret:
+        assert values["env"] == [
+            {"name": "FLUENT_OUTPUT_PASSWORD", "valueFrom": {"secretKeyRef": ref}}
+        ]
+        assert plain["pipeline"]["outputs"][0]["http_passwd"] == "${FLUENT_OUTPUT_PASSWORD}"
+    else:
+        assert set(values) == {"args", "config"}
+
+
+@pytest.mark.parametrize(("index", "key"), [("function", "labels"), ("namespace", "namespace")])
+def test_es_index_names_carry_the_functions_prefix(index: str, key: str) -> None:
+    """es's ``logstash_prefix_key`` replaces the prefix with the key's value (checked on the
+    real fluent-bit), so a Lua filter writes ``functions-<name>`` into the record first."""
+    config = fluent_bit_config(
+        SUBJECTS, _with_telemetry(FLEET, logs={"output": "es", "index": index})
+    )
+    assert check_fluent_bit(config) == []
+    filters = config["pipeline"]["filters"]
+    assert [f["name"] for f in filters] == ["kubernetes", "grep", "lua"]
+    assert key in filters[2]["code"]
+    assert config["pipeline"]["outputs"][0]["logstash_prefix_key"] == "$ofobserve_index"
+    loki = fluent_bit_config(SUBJECTS, FLEET)
+    assert [f["name"] for f in loki["pipeline"]["filters"]] == ["kubernetes", "grep"]
+
+
+# --- collector versions --------------------------------------------------------------------------
+
+
+def test_legacy_exporter_names_for_collectors_before_v0_144() -> None:
+    settings = _with_telemetry(FLEET, traces={"legacyExporterNames": True, "backend": "tempo"})
+    config = collector_config(SUBJECTS, settings)
+    assert check_collector(config) == []
+    assert list(config["exporters"]) == ["otlp/tempo"]
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["otlp/tempo"]
+
+
+# --- Knative >= 1.19: the queue-proxy serves request metrics only when asked ---------------------
+
+KNATIVE_PATCH = "monitors/knative-config-observability.yaml"
+
+
+def _with_knative_metrics(subjects: list[Subject], generation: str) -> list[Subject]:
+    return [
+        Subject(s.function, s.settings.model_copy(update={"knative_metrics": generation}))
+        for s in subjects
+    ]
+
+
+def test_knative_otel_functions_get_the_config_observability_patch() -> None:
+    assert [s.function.name for s in SUBJECTS if s.settings.knative_metrics == "otel"] == [
+        "nodejs-sample"
+    ]
+    assert build_knative_observability_patch(SUBJECTS, FLEET) == {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "config-observability", "namespace": "knative-serving"},
+        "data": {"request-metrics-protocol": "prometheus", "request-metrics-endpoint": None},
+    }
+
+
+def test_no_patch_when_no_function_reads_knative_otel_metrics() -> None:
+    opencensus = _with_knative_metrics(list(SUBJECTS), "opencensus")
+    assert build_knative_observability_patch(opencensus, FLEET) is None
+    # otel names on functions that are not on the knative profile need no queue-proxy metrics
+    others = [s for s in SUBJECTS if s.profile != "knative"]
+    assert {s.profile for s in others} == {"ofobserve", "dapr", "keda-http"}
+    assert build_knative_observability_patch(_with_knative_metrics(others, "otel"), FLEET) is None
+    assert build_knative_observability_patch([], FLEET) is None
+
+
+def test_the_patch_file_is_rendered_in_the_monitors_group(tmp_path: Path) -> None:
+    out = _render(tmp_path / "examples", {"knativeMetrics": "opencensus"}, "monitors")
+    assert not (out / KNATIVE_PATCH).exists()
+    out = _render(tmp_path / "otel", {"knativeMetrics": "otel"}, "monitors")
+    patch = yaml.safe_load((out / KNATIVE_PATCH).read_text())
+    assert patch["data"]["request-metrics-protocol"] == "prometheus"
+
+
+def test_the_patch_applies_with_kubectl(kube_apiserver: KubeAPI, tmp_path: Path) -> None:
+    """As docs/telemetry.md says: ``kubectl patch configmap config-observability -n
+    knative-serving --type merge --patch-file FILE`` on Knative's own ConfigMap (here, as an
+    earlier OTLP push setup left it) sets the protocol, drops the endpoint, keeps the rest."""
+    out = _render(tmp_path, {"knativeMetrics": "otel"}, "monitors")
+    namespace, name = "knative-serving", "config-observability"
+    kube_apiserver.ensure_namespace(namespace)
+    kube_apiserver.kubectl("delete", "configmap", name, "-n", namespace, "--ignore-not-found")
+    stock = {
+        "_example": "# request-metrics-protocol: none\n",
+        "request-metrics-protocol": "grpc",
+        "request-metrics-endpoint": "otel-collector.observability.svc:4317",
+        "metrics-protocol": "prometheus",
+    }
+    kube_apiserver.apply_and_read_back(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": stock,
+        }
+    )
+    kube_apiserver.kubectl(
+        "patch", "configmap", name, "-n", namespace, "--type", "merge",
+        "--patch-file", str(out / KNATIVE_PATCH),
+    )  # fmt: skip
+    stored = kube_apiserver.get_json("configmap", name, "-n", namespace)
+    assert stored["data"] == {
+        "_example": stock["_example"],
+        "request-metrics-protocol": "prometheus",
+        "metrics-protocol": "prometheus",  # the control plane's own setting is left alone
+    }
+    assert "labels" not in stored["metadata"]  # Knative's object: nothing of ofobserve's

@@ -18,10 +18,14 @@ from ofobserve import slo
 from ofobserve.builders.grafana_delivery import as_resource
 from ofobserve.builders.rules import (
     RuleContext,
+    has_keda,
+    hpa_join,
     hpa_selector,
+    keda_join,
     keda_selector,
     max_replicas,
 )
+from ofobserve.builders.scaling import why_not_wired
 from ofobserve.grafana import (
     RATE_INTERVAL,
     DashboardSpec,
@@ -198,26 +202,39 @@ def saturation(v: View) -> Row | None:
 
 
 def scaling(v: View) -> Row:
-    sel, keda, hpa = v.rules.sel(), keda_selector(v.subject), hpa_selector(v.subject)
-    replicas = [
-        Query(f"max({c.SCALER_DESIRED_REPLICAS}{sel})", "desired (ofobserve scaler)"),
-        Query(f"sum({c.KSM_HPA_DESIRED}{hpa})", "desired (HPA)"),
-        Query(f"{c.RECORD_REPLICAS_AVAILABLE}{sel}", "available"),
-        Query(f"max({c.KSM_HPA_MIN}{hpa})", "min"),
-        Query(f"max({c.KSM_HPA_MAX}{hpa})", "max"),
-    ]
+    """What scales the function, with only the panels that can have data for it: the HPA
+    and KEDA where a ScaledObject exists (async functions, the KEDA HTTP add-on), the
+    ofobserve scaler where the wiring points KEDA at it; a Knative function has neither."""
+    sel = v.rules.sel()
+    keda = keda_selector(v.subject) if has_keda(v.subject) else ""
+    ours = why_not_wired(v.subject) is None
+    hpa, to_hpa = hpa_selector(v.subject), hpa_join(v.subject)
+    replicas = [Query(f"{c.RECORD_REPLICAS_AVAILABLE}{sel}", "available")]
+    if ours:
+        replicas.insert(
+            0, Query(f"max({c.SCALER_DESIRED_REPLICAS}{sel})", "desired (ofobserve scaler)")
+        )
+    if keda:
+        replicas += [
+            Query(f"sum({c.KSM_HPA_DESIRED}{hpa}{to_hpa})", "desired (HPA)"),
+            Query(f"max({c.KSM_HPA_MIN}{hpa}{to_hpa})", "min"),
+            Query(f"max({c.KSM_HPA_MAX}{hpa}{to_hpa})", "max"),
+        ]
     cap = max_replicas(v.subject)
-    return Row(
-        "Scaling",
-        (
-            Panel(
-                "Replicas",
-                "Replicas the ofobserve scaler and the HPA want, replicas available, and the "
-                "HPA's min and max."
-                + (f" The function's cap is {cap}." if cap is not None else ""),
-                "short",
-                tuple(replicas),
-            ),
+    panels = [
+        Panel(
+            "Replicas",
+            "Replicas available"
+            + (", what the ofobserve scaler wants" if ours else "")
+            + (", and the HPA's desired, min and max" if keda else "")
+            + "."
+            + (f" The function's cap is {cap}." if cap is not None else ""),
+            "short",
+            tuple(replicas),
+        )
+    ]
+    if ours:
+        panels.append(
             Panel(
                 "ofobserve scaler: metric value and target",
                 "The value the ofobserve scaler reports to KEDA per metric, and its target; "
@@ -227,7 +244,11 @@ def scaling(v: View) -> Row:
                     Query(f"max by (metric) ({c.SCALER_METRIC_VALUE}{sel})", "{{metric}} value"),
                     Query(f"max by (metric) ({c.SCALER_METRIC_TARGET}{sel})", "{{metric}} target"),
                 ),
-            ),
+            )
+        )
+    if keda:
+        join = keda_join(v.subject)
+        panels += [
             Panel(
                 "KEDA scaler value",
                 "Each KEDA trigger's metric value (queue length, lag, concurrency, ...).",
@@ -235,7 +256,7 @@ def scaling(v: View) -> Row:
                 (
                     Query(
                         f"sum by ({c.KEDA_SCALED_OBJECT_LABEL}, metric) "
-                        f"({c.KEDA_SCALER_VALUE}{keda})",
+                        f"({c.KEDA_SCALER_VALUE}{keda}{join})",
                         "{{scaledObject}} {{metric}}",
                     ),
                 ),
@@ -246,30 +267,47 @@ def scaling(v: View) -> Row:
                 "bool_yes_no",
                 (
                     Query(
-                        f"max by ({c.KEDA_SCALED_OBJECT_LABEL}) ({c.KEDA_SCALER_ACTIVE}{keda})",
+                        f"max by ({c.KEDA_SCALED_OBJECT_LABEL}) "
+                        f"({c.KEDA_SCALER_ACTIVE}{keda}{join})",
                         "{{scaledObject}}",
                     ),
                 ),
                 width=8,
             ),
+        ]
+    errors = []
+    if keda:
+        errors.append(
+            Query(
+                f"sum by ({c.KEDA_SCALED_OBJECT_LABEL}) "
+                f"(rate({c.KEDA_SCALER_ERRORS}{keda}[{RATE_INTERVAL}]){keda_join(v.subject)})",
+                "KEDA {{scaledObject}}",
+            )
+        )
+    if ours:
+        errors.append(
+            Query(
+                f"sum by (source) (rate({c.SCALER_SOURCE_ERRORS_TOTAL}{sel}[{RATE_INTERVAL}]))",
+                "ofobserve {{source}}",
+            )
+        )
+    if errors:
+        panels.append(
             Panel(
                 "Scaler errors",
-                "KEDA scaler errors and ofobserve scaler source errors per second.",
+                "Errors per second of "
+                + " and ".join(
+                    (["KEDA's scalers"] if keda else [])
+                    + (["the ofobserve scaler's source"] if ours else [])
+                )
+                + ".",
                 "ops",
-                (
-                    Query(
-                        f"sum by ({c.KEDA_SCALED_OBJECT_LABEL}) "
-                        f"(rate({c.KEDA_SCALER_ERRORS}{keda}[{RATE_INTERVAL}]))",
-                        "KEDA {{scaledObject}}",
-                    ),
-                    Query(
-                        f"sum by (source) "
-                        f"(rate({c.SCALER_SOURCE_ERRORS_TOTAL}{sel}[{RATE_INTERVAL}]))",
-                        "ofobserve {{source}}",
-                    ),
-                ),
+                tuple(errors),
                 width=8,
-            ),
+            )
+        )
+    if ours:
+        panels.append(
             Panel(
                 "Scaler panic mode",
                 "1 while the ofobserve scaler is in panic mode (a burst above twice the "
@@ -277,9 +315,9 @@ def scaling(v: View) -> Row:
                 "bool_on_off",
                 (Query(f"max({c.SCALER_PANIC_MODE}{sel})", "panic"),),
                 width=8,
-            ),
-        ),
-    )
+            )
+        )
+    return Row("Scaling", tuple(panels))
 
 
 def slo_row(v: View) -> Row:

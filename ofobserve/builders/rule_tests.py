@@ -21,15 +21,18 @@ from ofobserve.builders.rules import (
     RuleContext,
     build_rule_groups,
     burn_rate_static,
+    has_keda,
     max_replicas,
-    scaled_object_names,
 )
+from ofobserve.builders.scaling import why_not_wired
 from ofobserve.profiles import escape_label_value
 from ofobserve.settings import BurnWindow, window_seconds
 from ofobserve.subject import Subject
 
 PER_MINUTE = 600  # requests per minute of "normal" traffic: 10/s
-DEPLOYMENT = "function-deployment"
+DEPLOYMENT = "serving-x1y2z-deployment-v100-a1b2c"
+#: A ScaledObject named as OpenFunction names them: never derivable from the Function.
+SCALED_OBJECT = "serving-x1y2z-scaler-d3e4f"
 EVALUATION_INTERVAL = "5m"  # 1m would be 5x slower for the same verdicts
 
 
@@ -255,27 +258,30 @@ def _operational_scenarios(ctx: RuleContext, healthy: Traffic) -> list[Scenario]
             )
         )
     stale = t.scaler_stale_after * 5
-    out.append(
-        Scenario(
-            "KEDA scaler errors and a stale ofobserve scaler",
-            30,
-            traffic=healthy,
-            keda_errors_per_minute=1,
-            scaler_age=stale,
-            expect={
-                a.SCALER_ERRORS.name: [
-                    _expected(
-                        ctx,
-                        a.SCALER_ERRORS,
-                        value,
-                        labels={**ctx.identity, "reason": reason},
-                        reason=reason,
-                    )
-                    for reason, value in (("keda", 1 / 60), ("stale", stale))
-                ]
-            },
+    reasons = [("keda", 1 / 60)] if has_keda(ctx.subject) else []
+    reasons += [("stale", stale)] if why_not_wired(ctx.subject) is None else []
+    if reasons:
+        out.append(
+            Scenario(
+                "KEDA scaler errors and a stale ofobserve scaler",
+                30,
+                traffic=healthy,
+                keda_errors_per_minute=1,
+                scaler_age=stale,
+                expect={
+                    a.SCALER_ERRORS.name: [
+                        _expected(
+                            ctx,
+                            a.SCALER_ERRORS,
+                            value,
+                            labels={**ctx.identity, "reason": reason},
+                            reason=reason,
+                        )
+                        for reason, value in reasons
+                    ]
+                },
+            )
         )
-    )
     if ctx.subject.profile != c.PROFILE_KEDA_HTTP:
         out.append(
             Scenario(
@@ -352,11 +358,23 @@ def _series(ctx: RuleContext, scenario: Scenario) -> Iterable[dict[str, str]]:
     f = ctx.subject.function
     if scenario.traffic is not None:
         yield from _traffic_series(ctx, scenario.traffic, steps, per_step)
+    owned = {c.NAMESPACE_LABEL: f.namespace, "deployment": DEPLOYMENT}
+    owned |= ctx.subject.settings.monitoring.extra_matchers
+    yield _gauge(c.KSM_DEPLOYMENT_LABELS, {**owned, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
+    # the dapr-proxy Deployment carries the function's label too, and must not count
+    proxy = {**owned, "deployment": DEPLOYMENT.replace("-deployment-", "-proxy-deployment-")}
+    yield _gauge(c.KSM_DEPLOYMENT_LABELS, {**proxy, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
+    yield _gauge(c.KSM_DEPLOYMENT_SPEC_REPLICAS, proxy, 1, steps)
+    yield _gauge(c.KSM_DEPLOYMENT_AVAILABLE, proxy, 1, steps)
+    hpa = {
+        **{k: v for k, v in owned.items() if k != "deployment"},
+        c.KSM_HPA_LABEL: c.keda_hpa_name(SCALED_OBJECT),
+        "scaletargetref_kind": "Deployment",
+        "scaletargetref_name": DEPLOYMENT,
+    }
+    yield _gauge(c.KSM_HPA_INFO, hpa, 1, steps)
     if scenario.desired is not None:
-        owned = {c.NAMESPACE_LABEL: f.namespace, "deployment": DEPLOYMENT}
-        owned |= ctx.subject.settings.monitoring.extra_matchers
         unavailable = scenario.desired - (scenario.available or 0)
-        yield _gauge(c.KSM_DEPLOYMENT_LABELS, {**owned, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
         yield _gauge(c.KSM_DEPLOYMENT_SPEC_REPLICAS, owned, scenario.desired, steps)
         yield _gauge(c.KSM_DEPLOYMENT_AVAILABLE, owned, scenario.available or 0, steps)
         yield _gauge(c.KSM_DEPLOYMENT_UNAVAILABLE, owned, unavailable, steps)
@@ -364,7 +382,7 @@ def _series(ctx: RuleContext, scenario: Scenario) -> Iterable[dict[str, str]]:
         yield _gauge("up", {**ident, "pod": "function-pod"}, scenario.up, steps)
     keda = {
         c.KEDA_NAMESPACE_LABEL: f.namespace,
-        c.KEDA_SCALED_OBJECT_LABEL: scaled_object_names(ctx.subject)[0],
+        c.KEDA_SCALED_OBJECT_LABEL: SCALED_OBJECT,
         **ctx.subject.settings.monitoring.extra_matchers,
     }
     yield _counter(c.KEDA_SCALER_ERRORS, keda, scenario.keda_errors_per_minute * per_step, steps)

@@ -15,6 +15,8 @@ from ofobserve import alerts as a
 from ofobserve import conventions as c
 from ofobserve import slo
 from ofobserve.builders.common import metadata, object_name
+from ofobserve.builders.scaling import own_triggers, why_not_wired
+from ofobserve.model import Runtime
 from ofobserve.profiles import Queries, matcher
 from ofobserve.settings import BurnWindow, window_seconds
 from ofobserve.subject import Subject
@@ -53,15 +55,16 @@ class RuleContext:
         parts = [self.queries.selector] + [matcher(k, v) for k, v in more.items()]
         return "{" + ",".join(parts) + "}"
 
-    def ksm_sel(self, **more: str) -> str:
-        """Selector for kube-state-metrics series (``namespace`` is the object's)."""
+    def ksm_sel(self, *raw: str, **more: str) -> str:
+        """Selector for kube-state-metrics series (``namespace`` is the object's), with
+        ``more`` equalities and ``raw`` matchers."""
         f = self.subject.function
         labels = {
             c.NAMESPACE_LABEL: f.namespace,
             **self.subject.settings.monitoring.extra_matchers,
             **more,
         }
-        return "{" + ",".join(matcher(k, v) for k, v in labels.items()) + "}"
+        return "{" + ",".join([*(matcher(k, v) for k, v in labels.items()), *raw]) + "}"
 
     def sloth_labels(self, objective: slo.Objective) -> dict[str, str]:
         f = self.subject.function
@@ -125,17 +128,56 @@ def build_recordings(ctx: RuleContext) -> list[Rule]:
     f = ctx.subject.function
     uid = {c.DASHBOARD_UID_LABEL: c.dashboard_uid(f.namespace, f.name)}
     rules.append(_record(c.RECORD_DASHBOARD_INFO, "vector(1)", {**ident, **uid}))
-    owned = (
-        f" * on ({c.NAMESPACE_LABEL}, deployment) "
-        f"{c.KSM_DEPLOYMENT_LABELS}{ctx.ksm_sel(**{c.KSM_FUNCTION_LABEL: f.name})}"
-    )
+    owned = f" * on ({c.NAMESPACE_LABEL}, deployment) {_function_deployments(ctx)}"
     for name, metric in (
         (c.RECORD_REPLICAS_DESIRED, c.KSM_DEPLOYMENT_SPEC_REPLICAS),
         (c.RECORD_REPLICAS_AVAILABLE, c.KSM_DEPLOYMENT_AVAILABLE),
         (c.RECORD_REPLICAS_UNAVAILABLE, c.KSM_DEPLOYMENT_UNAVAILABLE),
     ):
         rules.append(_record(name, f"sum({metric}{ctx.ksm_sel()}{owned})", ident))
+    if has_keda(ctx.subject):
+        rules.append(_record(c.RECORD_KEDA_SCALER_INFO, _keda_scaler_info(ctx), ident))
     return rules
+
+
+def _function_deployments(ctx: RuleContext) -> str:
+    """kube-state-metrics' ``kube_deployment_labels`` of the function's own Deployments:
+    labelled by the Function patch, and not the dapr-proxy Deployment, which carries the
+    same label (OpenFunction copies ``spec.serving.labels`` onto it) and is told apart by
+    its name."""
+    f = ctx.subject.function
+    own = matcher("deployment", c.DAPR_PROXY_DEPLOYMENT_REGEX, "!~")
+    return f"{c.KSM_DEPLOYMENT_LABELS}{ctx.ksm_sel(own, **{c.KSM_FUNCTION_LABEL: f.name})}"
+
+
+def has_keda(subject: Subject) -> bool:
+    """True when a KEDA ScaledObject (and so an HPA) scales the function: the HTTP add-on's,
+    OpenFunction's for an async function with triggers, or one the scaling wiring adds."""
+    f = subject.function
+    if f.runtime is Runtime.KEDA_HTTP:
+        return True
+    return f.runtime is Runtime.ASYNC and bool(own_triggers(f) or why_not_wired(subject) is None)
+
+
+def _keda_scaler_info(ctx: RuleContext) -> str:
+    """The HPAs whose target is one of the function's Deployments (kube-state-metrics'
+    ``kube_horizontalpodautoscaler_info``, kubernetes/kube-state-metrics
+    ``internal/store/horizontalpodautoscaler.go``), with the ScaledObject's name from KEDA's
+    HPA name and ``exported_namespace`` for KEDA's own series. No generated name is needed:
+    it works the same in file mode and with ``--from-cluster``."""
+    hpa = f"{c.KSM_HPA_INFO}{ctx.ksm_sel(scaletargetref_kind='Deployment')}"
+    by_deployment = (
+        f'label_replace({hpa}, "deployment", "$1", "scaletargetref_name", "(.+)")\n'
+        f"* on ({c.NAMESPACE_LABEL}, deployment) group_left ()\n"
+        f"max by ({c.NAMESPACE_LABEL}, deployment) ({_function_deployments(ctx)})"
+    )
+    named = (
+        f'label_replace(label_replace({by_deployment}, "{c.KEDA_SCALED_OBJECT_LABEL}", "$1", '
+        f'"{c.KSM_HPA_LABEL}", "keda-hpa-(.+)"), "{c.KEDA_NAMESPACE_LABEL}", "$1", '
+        f'"{c.NAMESPACE_LABEL}", "(.+)")'
+    )
+    keep = f"{c.KSM_HPA_LABEL}, {c.KEDA_SCALED_OBJECT_LABEL}, {c.KEDA_NAMESPACE_LABEL}"
+    return f"max by ({keep}) (\n{named}\n)"
 
 
 def _windows(windows: tuple[str, ...], *more: str) -> tuple[str, ...]:
@@ -323,20 +365,22 @@ def build_operational_alerts(ctx: RuleContext) -> list[Rule]:
                 static={"max_replicas": str(cap)},
             )
         )
-    rules.append(
-        _alert(
-            ctx,
-            a.SCALER_ERRORS,
-            _scaler_errors(ctx),
-            labels=dict(ctx.identity),
-            static={
-                "reason": a.REASON_TEMPLATE,
-                # its expression sums the labels away; DNS names cannot inject a template
-                "namespace": ctx.subject.function.namespace,
-                "function": ctx.subject.function.name,
-            },
+    scaler_errors = _scaler_errors(ctx)
+    if scaler_errors is not None:
+        rules.append(
+            _alert(
+                ctx,
+                a.SCALER_ERRORS,
+                scaler_errors,
+                labels=dict(ctx.identity),
+                static={
+                    "reason": a.REASON_TEMPLATE,
+                    # its expression sums the labels away; DNS names cannot inject a template
+                    "namespace": ctx.subject.function.namespace,
+                    "function": ctx.subject.function.name,
+                },
+            )
         )
-    )
     if ctx.subject.profile != c.PROFILE_KEDA_HTTP:
         rules.append(
             _alert(
@@ -350,47 +394,56 @@ def build_operational_alerts(ctx: RuleContext) -> list[Rule]:
     return rules
 
 
-def scaled_object_names(subject: Subject) -> tuple[str, ...]:
-    """ScaledObjects that scale the function: ofobserve's own, and KEDA's from the cluster."""
-    refs = subject.function.refs
-    names = {object_name(subject.function.name), refs.scaled_object, refs.http_scaled_object}
-    return tuple(sorted(n for n in names if n))
+def keda_join(subject: Subject) -> str:
+    """Restrict KEDA's series (``keda_scaler_*``) to the function's ScaledObjects."""
+    info = f"{c.RECORD_KEDA_SCALER_INFO}{_recorded(subject)}"
+    return f" * on ({c.KEDA_NAMESPACE_LABEL}, {c.KEDA_SCALED_OBJECT_LABEL}) group_left () {info}"
 
 
 def keda_selector(subject: Subject) -> str:
-    """``{exported_namespace=…,scaledObject=~"…",extra…}``: KEDA's series of the function."""
-    keda = {
-        c.KEDA_NAMESPACE_LABEL: subject.function.namespace,
-        **subject.settings.monitoring.extra_matchers,
-    }
-    names = "|".join(regex_literal(n) for n in scaled_object_names(subject))
-    parts = [matcher(k, v) for k, v in keda.items()]
-    return "{" + ",".join([*parts, matcher(c.KEDA_SCALED_OBJECT_LABEL, names, "=~")]) + "}"
+    """``{exported_namespace=…,extra…}``: the namespace part of KEDA's series of the function
+    (the rest is :func:`keda_join`)."""
+    labels = {c.KEDA_NAMESPACE_LABEL: subject.function.namespace}
+    labels |= subject.settings.monitoring.extra_matchers
+    return "{" + ",".join(matcher(k, v) for k, v in labels.items()) + "}"
+
+
+def hpa_join(subject: Subject) -> str:
+    """Restrict kube-state-metrics' HPA series to the HPAs that scale the function."""
+    info = f"{c.RECORD_KEDA_SCALER_INFO}{_recorded(subject)}"
+    return f" * on ({c.NAMESPACE_LABEL}, {c.KSM_HPA_LABEL}) group_left () {info}"
 
 
 def hpa_selector(subject: Subject) -> str:
-    """kube-state-metrics' selector of the HPAs KEDA made for the function."""
-    names = "|".join(regex_literal(c.keda_hpa_name(n)) for n in scaled_object_names(subject))
-    labels = {
-        c.NAMESPACE_LABEL: subject.function.namespace,
-        **subject.settings.monitoring.extra_matchers,
-    }
-    parts = [matcher(k, v) for k, v in labels.items()]
-    return "{" + ",".join([*parts, matcher(c.KSM_HPA_LABEL, names, "=~")]) + "}"
+    """``{namespace=…,extra…}`` for kube-state-metrics' HPA series (with :func:`hpa_join`)."""
+    labels = {c.NAMESPACE_LABEL: subject.function.namespace}
+    labels |= subject.settings.monitoring.extra_matchers
+    return "{" + ",".join(matcher(k, v) for k, v in labels.items()) + "}"
 
 
-def _scaler_errors(ctx: RuleContext) -> str:
+def _recorded(subject: Subject) -> str:
+    return RuleContext.of(subject).sel()
+
+
+def _scaler_errors(ctx: RuleContext) -> str | None:
+    """KEDA's errors for the function's ScaledObjects, and a stale ofobserve scaler, each
+    only where it can happen; ``None`` where neither can (a Knative function)."""
     s = ctx.subject.settings
-    keda_sel = keda_selector(ctx.subject)
     op = c.OPERATIONAL_WINDOW
-    stale = slo.plain(s.alerting.thresholds.scaler_stale_after)
-    return (
-        f"label_replace(sum(rate({c.KEDA_SCALER_ERRORS}{keda_sel}[{op}])) > 0, "
-        f'"reason", "keda", "", "")\n'
-        f"or\n"
-        f"label_replace(max({c.SCALER_SAMPLE_AGE_SECONDS}{ctx.sel()}) > {stale}, "
-        f'"reason", "stale", "", "")'
-    )
+    parts = []
+    if has_keda(ctx.subject):
+        errors = f"{c.KEDA_SCALER_ERRORS}{keda_selector(ctx.subject)}"
+        parts.append(
+            f"label_replace(sum(rate({errors}[{op}]){keda_join(ctx.subject)}) > 0, "
+            f'"reason", "keda", "", "")'
+        )
+    if why_not_wired(ctx.subject) is None:
+        stale = slo.plain(s.alerting.thresholds.scaler_stale_after)
+        parts.append(
+            f"label_replace(max({c.SCALER_SAMPLE_AGE_SECONDS}{ctx.sel()}) > {stale}, "
+            f'"reason", "stale", "", "")'
+        )
+    return "\nor\n".join(parts) or None
 
 
 def regex_literal(name: str) -> str:

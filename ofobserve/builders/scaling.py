@@ -27,7 +27,7 @@ from typing import Any
 
 from ofobserve import conventions as c
 from ofobserve.builders.common import metadata, object_name
-from ofobserve.model import Runtime
+from ofobserve.model import Function, KedaTrigger, Runtime
 from ofobserve.slo import plain
 from ofobserve.subject import Subject
 
@@ -35,6 +35,8 @@ KEDA_API = "keda.sh/v1alpha1"
 TRIGGER_TYPE = "external-push"
 TRIGGER_NAME = "ofobserve"
 FALLBACK_FAILURES = 3
+#: OpenFunction's own default cap (``apis/core/v1beta2/function_webhook.go``).
+DEFAULT_MAX_REPLICAS = 10
 #: The HPA follows the scaler at once: no stabilisation, large steps allowed both ways.
 HPA_BEHAVIOR = {
     "scaleUp": {
@@ -85,25 +87,46 @@ def _trigger(subject: Subject) -> dict[str, Any]:
     return trigger
 
 
+def own_triggers(function: Function) -> list[KedaTrigger]:
+    """The function's KEDA triggers but ours (an already patched Function has ours too)."""
+    return [t for t in function.scale.triggers if t.name != TRIGGER_NAME]
+
+
 def _min_replicas(subject: Subject) -> int | None:
     """The floor the wiring gives: the settings', else the Function's; at least 1 for a
     function with no KEDA trigger of its own, which nothing else could wake from zero."""
     s, f = subject.settings.scaling, subject.function
     lo = s.min_replicas if s.min_replicas is not None else f.scale.min_replicas
-    if not f.scale.triggers:
+    if not own_triggers(f):
         return max(lo or 0, 1)
     return lo
 
 
 def _max_replicas(subject: Subject) -> int | None:
+    """The cap: the settings', else the Function's; for a function with no KEDA trigger
+    of its own, which ran at a fixed size until now, OpenFunction's default cap of 10
+    (its webhook's ``ValidateServing``) instead of KEDA's 100."""
     s, f = subject.settings.scaling, subject.function
-    return s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+    hi = s.max_replicas if s.max_replicas is not None else f.scale.max_replicas
+    if hi is None and not own_triggers(f):
+        return DEFAULT_MAX_REPLICAS
+    return hi
 
 
-def _fallback(subject: Subject) -> dict[str, Any]:
+def _fallback(subject: Subject) -> dict[str, Any] | None:
     """KEDA's static fallback (KEDA 2.10, which OpenFunction pins, has no ``behavior``):
-    while the scaler fails, our trigger stands at ``replicas`` and the function's own
-    triggers still scale it; without a fallback KEDA would scale it to zero."""
+    while the scaler fails, our trigger stands at ``replicas``. ``None`` where KEDA refuses
+    a fallback (a ``cpu``/``memory`` trigger, or a metric type other than
+    ``AverageValue``: kedacore/keda ``apis/keda/v1alpha1/scaledobject_types.go``
+    ``CheckFallbackValid``) or where the user set their own, which is kept."""
+    if subject.function.scale.own_fallback:
+        return None
+    for trigger in own_triggers(subject.function):
+        raw = json.loads(trigger.raw) if trigger.raw else {}
+        if trigger.type in ("cpu", "memory") or raw.get("metricType", "AverageValue") != (
+            "AverageValue"
+        ):
+            return None
     replicas = subject.settings.scaling.fallback_replicas
     if replicas is None:
         replicas = max(_min_replicas(subject) or 0, 1)
@@ -120,10 +143,12 @@ def why_not_wired(subject: Subject) -> str | None:
         return "Knative's autoscaler scales it (docs/scaling.md)"
     if f.runtime is Runtime.KEDA_HTTP:
         return "the KEDA HTTP add-on's ScaledObject scales it (docs/scaling.md)"
-    if not f.scale.triggers and any(i.component_type == CRON_BINDING for i in f.inputs):
+    if f.scale.scaled_job or f.scale.workload_type == "Job":
+        return "a Job workload: OpenFunction makes a ScaledJob, which takes no HPA metric"
+    if not own_triggers(f) and any(i.component_type == CRON_BINDING for i in f.inputs):
         return (
             "a cron binding and no KEDA trigger: OpenFunction runs it without a ScaledObject; "
-            "scaling it would repeat or miss runs"
+            "scaled to zero it would miss its runs"
         )
     if s.delivery == "scaled-object":
         if f.refs.scaled_object:
@@ -151,19 +176,25 @@ def build_scaling(subject: Subject) -> dict[str, Any] | None:
     if subject.settings.scaling.delivery == "scaled-object":
         return _scaled_object(subject)
     f = subject.function
-    own = [json.loads(t.raw) for t in f.scale.triggers if t.raw]
-    scale_options: dict[str, Any] = {
-        "keda": {
-            "triggers": [*own, _trigger(subject)],
-            "scaledObject": {
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}},
-                "fallback": _fallback(subject),
-            },
-        }
-    }
-    lo = _min_replicas(subject)
-    if not f.scale.triggers and lo != f.scale.min_replicas:
-        scale_options["minReplicas"] = lo  # nothing else could wake it from zero
+    own = [json.loads(t.raw) for t in own_triggers(f) if t.raw]
+    scaled_object: dict[str, Any] = {}
+    if not f.scale.own_hpa_behavior:  # the user's own HPA behavior is kept
+        scaled_object["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}}
+    fallback = _fallback(subject)
+    if fallback is not None:
+        scaled_object["fallback"] = fallback
+    keda: dict[str, Any] = {"triggers": [*own, _trigger(subject)]}
+    if scaled_object:
+        keda["scaledObject"] = scaled_object
+    scale_options: dict[str, Any] = {"keda": keda}
+    # Bounds where v1beta2 reads them: raised for a trigger-less function, or moved from
+    # the older scaledObject.minReplicaCount/maxReplicaCount
+    for key, value, written in (
+        ("minReplicas", _min_replicas(subject), f.scale.min_replicas),
+        ("maxReplicas", _max_replicas(subject), f.scale.max_replicas),
+    ):
+        if value is not None and (value != written or f.scale.legacy_bounds):
+            scale_options[key] = value
     return {
         "apiVersion": f.api_version,
         "kind": "Function",
@@ -179,7 +210,8 @@ def _scaled_object(subject: Subject) -> dict[str, Any]:
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f.refs.workload},
         "triggers": [_trigger(subject)],
         "advanced": {"horizontalPodAutoscalerConfig": {"behavior": HPA_BEHAVIOR}},
-        "fallback": _fallback(subject),
+        # its only trigger is ours (a function with its own has OpenFunction's ScaledObject)
+        "fallback": {"failureThreshold": FALLBACK_FAILURES, "replicas": max(lo or 0, 1)},
     }
     if lo is not None:
         spec["minReplicaCount"] = lo

@@ -1,14 +1,16 @@
 """Log and trace pipelines: Fluent Bit and OpenTelemetry Collector configuration, and the
 per-function ``OTEL_*`` environment. Pure, no I/O.
 
-- Fluent Bit, YAML format: tail only the function containers' logs, the ``kubernetes``
-  filter with ``Merge_Log``, one output (``es``, ``loki`` or ``opentelemetry``);
-  ``trace_id``/``span_id`` stay fields of the record, never Loki labels.
+- Fluent Bit, YAML format: tail only the function containers' logs (offsets in a db on
+  ``/var/log``, the fluent-bit chart's one read-write mount), the ``kubernetes`` filter with
+  ``Merge_Log``, one output (``es``, ``loki`` or ``opentelemetry``); ``trace_id``/``span_id``
+  stay fields of the record, never Loki labels. Also as Helm values for the fluent-bit
+  chart (``config.extraFiles`` plus the ``args`` that load the YAML file) and as a ConfigMap.
 - The collector: ``otlp`` receivers (gRPC 4317, HTTP 4318), ``memory_limiter``, then
-  ``k8sattributes``, optional ``tail_sampling``, and an ``otlp`` exporter to Jaeger v2 or
-  Tempo that batches in its ``sending_queue``.
-- Both also as ConfigMaps. Secrets are referenced (``${ENV}`` in Fluent Bit, ``secretKeyRef``
-  in the Function patch), never written into a file.
+  ``k8sattributes``, optional ``tail_sampling``, and an ``otlp_grpc`` exporter (``otlp``
+  before collector v0.144.0) to Jaeger v2 or Tempo that batches in its ``sending_queue``.
+- Secrets are referenced (``${ENV}`` in Fluent Bit, ``secretKeyRef`` in the Helm values and
+  the Function patch), never written into a file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,32 @@ FUNCTION_LABEL_ACCESSOR = "$kubernetes['labels']['ofobserve.io/function']"
 NAMESPACE_ACCESSOR = "$kubernetes['namespace_name']"
 #: Environment variable the Fluent Bit pod gets from ``telemetry.logs.passwordSecret``.
 LOG_PASSWORD_ENV = "FLUENT_OUTPUT_PASSWORD"
+#: The fluent-bit Helm chart (fluent/helm-charts ``charts/fluent-bit``): its ConfigMap, with
+#: every ``config.extraFiles`` key, is mounted here; the default ``args`` load the classic
+#: ``fluent-bit.conf`` from it, with this ``--workdir``.
+CHART_CONFIG_DIR = "/fluent-bit/etc/conf"
+CHART_WORKDIR = "/fluent-bit/etc"
+CONFIG_FILE = "fluent-bit.yaml"
+#: Record key the ``es`` output's index prefix is read from (written by a Lua filter).
+ES_INDEX_KEY = "ofobserve_index"
+ES_INDEX_PREFIX = "functions"
+#: ``es``'s ``logstash_prefix_key`` *replaces* ``logstash_prefix`` with the key's value (it
+#: takes one record accessor, no template), so ``functions-<name>`` is made here first.
+#: Lua return code 2: the record changed, its timestamp did not.
+_ES_INDEX_LUA = """function ofobserve_index(tag, timestamp, record)
+  local k = record["kubernetes"] or {{}}
+  local v = {lookup}
+  if type(v) ~= "string" then
+    return 0, timestamp, record
+  end
+  record["{key}"] = "{prefix}-" .. v
+  return 2, timestamp, record
+end
+"""
+_ES_INDEX_LOOKUP = {
+    "function": '(k["labels"] or {})["' + c.FUNCTION_POD_LABEL + '"]',
+    "namespace": 'k["namespace_name"]',
+}
 DEFAULT_HOSTS = {
     "es": ("elasticsearch-master.logging.svc", 9200),
     "loki": ("loki-gateway.logging.svc", 80),
@@ -44,18 +72,18 @@ def fluent_bit_config(subjects: Sequence[Subject], settings: Settings) -> dict[s
     """Fluent Bit's YAML configuration for every function namespace rendered."""
     pattern = "/var/log/containers/*_{}_" + c.FUNCTION_CONTAINER + "-*.log"
     paths = [pattern.format(ns) for ns in _namespaces(subjects)] or [pattern.format("*")]
-    inputs = [
-        {
-            "name": "tail",
-            "tag": TAG,
-            "path": ",".join(paths),
-            "multiline.parser": "docker, cri",
-            "db": "/var/fluent-bit/state/flb_functions.db",
-            "mem_buf_limit": "50MB",
-            "skip_long_lines": "on",
-            "refresh_interval": 10,
-        }
-    ]
+    logs = settings.telemetry.logs
+    tail: dict[str, Any] = {
+        "name": "tail",
+        "tag": TAG,
+        "path": ",".join(paths),
+        "multiline.parser": "docker, cri",
+        "mem_buf_limit": "50MB",
+        "skip_long_lines": "on",
+        "refresh_interval": 10,
+    }
+    if logs.db:
+        tail["db"] = logs.db
     filters = [
         {
             "name": "kubernetes",
@@ -70,9 +98,22 @@ def fluent_bit_config(subjects: Sequence[Subject], settings: Settings) -> dict[s
         # only pods the Function patch labelled (a function container of anything else)
         {"name": "grep", "match": TAG, "regex": f"{FUNCTION_LABEL_ACCESSOR} .+"},
     ]
+    if logs.output == "es":
+        code = _ES_INDEX_LUA.format(
+            lookup=_ES_INDEX_LOOKUP[logs.index], key=ES_INDEX_KEY, prefix=ES_INDEX_PREFIX
+        )
+        filters.append({"name": "lua", "match": TAG, "call": "ofobserve_index", "code": code})
+    # health_check: the chart's readinessProbe reads /api/v1/health (404 without it)
+    service = {
+        "flush": 1,
+        "log_level": "info",
+        "http_server": "on",
+        "http_port": 2020,
+        "health_check": "on",
+    }
     return {
-        "service": {"flush": 1, "log_level": "info", "http_server": "on", "http_port": 2020},
-        "pipeline": {"inputs": inputs, "filters": filters, "outputs": [_log_output(settings)]},
+        "service": service,
+        "pipeline": {"inputs": [tail], "filters": filters, "outputs": [_log_output(settings)]},
     }
 
 
@@ -88,11 +129,10 @@ def _log_output(settings: Settings) -> dict[str, Any]:
     }
     secret = f"${{{LOG_PASSWORD_ENV}}}" if logs.password_secret else None
     if logs.output == "es":
-        prefix = FUNCTION_LABEL_ACCESSOR if logs.index == "function" else NAMESPACE_ACCESSOR
         output |= {
             "logstash_format": "on",
-            "logstash_prefix": "functions",
-            "logstash_prefix_key": prefix,
+            "logstash_prefix": ES_INDEX_PREFIX,  # only if the Lua filter found no name
+            "logstash_prefix_key": f"${ES_INDEX_KEY}",
             "replace_dots": "on",  # ofobserve.io/function -> ofobserve_io/function
             "suppress_type_name": "on",
             "trace_error": "on",
@@ -123,7 +163,8 @@ def collector_config(subjects: Sequence[Subject], settings: Settings) -> dict[st
     thresholds = sorted({s.settings.slo.latency.threshold for s in subjects}) or [
         settings.slo.latency.threshold
     ]
-    exporter = f"otlp/{traces.backend}"
+    grpc = c.OTLP_GRPC_EXPORTER_LEGACY if traces.legacy_exporter_names else c.OTLP_GRPC_EXPORTER
+    exporter = f"{grpc}/{traces.backend}"
     processors: dict[str, Any] = {
         "memory_limiter": {
             "check_interval": "1s",
@@ -198,12 +239,31 @@ def collector_config(subjects: Sequence[Subject], settings: Settings) -> dict[st
     }
 
 
+class _TextDumper(yaml.SafeDumper):
+    """Configuration embedded as text: multi-line strings (the Lua code) as literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_TextDumper.add_representer(str, _represent_str)
+
+
+def _yaml_text(content: dict[str, Any]) -> str:
+    text: str = yaml.dump(
+        content, Dumper=_TextDumper, sort_keys=True, default_flow_style=False, width=100_000
+    )
+    return text
+
+
 def _configmap(name: str, settings: Settings, key: str, content: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(name, settings.telemetry.namespace),
-        "data": {key: yaml.safe_dump(content, sort_keys=True, default_flow_style=False)},
+        "data": {key: _yaml_text(content)},
     }
 
 
@@ -212,8 +272,27 @@ def build_fluent_bit(subjects: Sequence[Subject], settings: Settings) -> dict[st
 
 
 def build_fluent_bit_configmap(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any]:
+    """For the chart's ``existingConfigMap`` (with the ``args`` of
+    :func:`build_fluent_bit_values`), or a DaemonSet of one's own."""
     config = fluent_bit_config(subjects, settings)
-    return _configmap("ofobserve-fluent-bit", settings, "fluent-bit.yaml", config)
+    return _configmap("ofobserve-fluent-bit", settings, CONFIG_FILE, config)
+
+
+def build_fluent_bit_values(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any]:
+    """Helm values for the fluent-bit chart. The chart has no YAML-config value (its
+    maintainers declined one, fluent/helm-charts PR #558): ``config.extraFiles`` puts the
+    file into the chart's ConfigMap, and ``args`` (which replaces the whole list, so the
+    default ``--workdir`` is repeated) loads it instead of the classic ``fluent-bit.conf``.
+    With ``passwordSecret``, ``env`` hands the password to the pod from the Secret."""
+    values: dict[str, Any] = {
+        "config": {"extraFiles": {CONFIG_FILE: _yaml_text(fluent_bit_config(subjects, settings))}},
+        "args": [f"--workdir={CHART_WORKDIR}", f"--config={CHART_CONFIG_DIR}/{CONFIG_FILE}"],
+    }
+    secret = settings.telemetry.logs.password_secret
+    if secret is not None:
+        ref = {"name": secret.name, "key": secret.key}
+        values["env"] = [{"name": LOG_PASSWORD_ENV, "valueFrom": {"secretKeyRef": ref}}]
+    return values
 
 
 def build_collector(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any]:

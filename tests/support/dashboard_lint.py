@@ -8,6 +8,7 @@ PromQL parsing is checked elsewhere, by promtool and the real Prometheus.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -85,7 +86,24 @@ def _panel(panel: dict[str, Any], variables: dict[str, Any], shared: tuple[str, 
         if target.get("datasource") != DATASOURCE:
             problems.append(f"panel-datasource-rule: target {target.get('refId')} datasource")
         problems += _expression(target.get("expr", ""), "instance" in variables, shared)
-    return problems
+    return problems + _links_use_kept_fields(panel)
+
+
+def _links_use_kept_fields(panel: dict[str, Any]) -> list[str]:
+    """A data link can only read ``${__data.fields.X}`` if X is still in the frame: an
+    ``organize`` transformation that excludes X leaves the link empty (hide it instead)."""
+    excluded = {
+        name
+        for t in panel.get("transformations", [])
+        if t.get("id") == "organize"
+        for name, gone in t.get("options", {}).get("excludeByName", {}).items()
+        if gone
+    }
+    used = set(re.findall(r"\$\{__data\.fields\.([A-Za-z0-9_]+)", json.dumps(panel)))
+    return [
+        f"link-field-rule: a link reads {f!r}, which organize excludes"
+        for f in sorted(used & excluded)
+    ]
 
 
 def _expression(expr: str, has_instance: bool, shared: tuple[str, ...]) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ofobserve import conventions as c
 from ofobserve import profiles as p
-from ofobserve.builders.rules import scaled_object_names
 from ofobserve.subject import Subject
 from tests.support.exporters import Clock, Family, histogram
 
@@ -104,6 +103,7 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
             (c.KSM_HPA_DESIRED, "gauge"),
             (c.KSM_HPA_MIN, "gauge"),
             (c.KSM_HPA_MAX, "gauge"),
+            (c.KSM_HPA_INFO, "gauge"),
             (c.CADVISOR_MEMORY_WORKING_SET, "gauge"),
             (c.KEDA_SCALER_VALUE, "gauge"),
             (c.KEDA_SCALER_ACTIVE, "gauge"),
@@ -123,11 +123,20 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
     for s in subjects:
         ns, name = s.function.namespace, s.function.name
         ident = {"namespace": ns, "function": name}
-        deployment = {"namespace": ns, "deployment": f"{name}-deployment-v1-abcde"}
+        # names as OpenFunction generates them: nothing in them derives from the Function
+        serving = f"serving-{abs(hash((ns, name))) % 10**5:05d}"
+        workload = f"{serving}-deployment-v1-abcde"
+        deployment = {"namespace": ns, "deployment": workload}
         f[c.KSM_DEPLOYMENT_LABELS].add({**deployment, c.KSM_FUNCTION_LABEL: name}, 1)
         f[c.KSM_DEPLOYMENT_SPEC_REPLICAS].add(deployment, 3)
         f[c.KSM_DEPLOYMENT_AVAILABLE].add(deployment, 2)
         f[c.KSM_DEPLOYMENT_UNAVAILABLE].add(deployment, 1)
+        # the dapr-proxy Deployment carries the function's label too (CreateDaprProxy)
+        proxy = {"namespace": ns, "deployment": f"{serving}-proxy-deployment-v1-fghij"}
+        f[c.KSM_DEPLOYMENT_LABELS].add({**proxy, c.KSM_FUNCTION_LABEL: name}, 1)
+        f[c.KSM_DEPLOYMENT_SPEC_REPLICAS].add(proxy, 1)
+        f[c.KSM_DEPLOYMENT_AVAILABLE].add(proxy, 1)
+        f[c.KSM_DEPLOYMENT_UNAVAILABLE].add(proxy, 0)
         for i in range(2):
             pod = {"namespace": ns, "pod": f"{name}-deployment-v1-abcde-{i}"}
             f[c.KSM_POD_LABELS].add({**pod, c.KSM_FUNCTION_LABEL: name}, 1)
@@ -139,8 +148,10 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
             cadvisor = {**container, "image": "example/fn:v1"}
             cpu.add(cadvisor, clock.counter(0.25), "_total")
             f[c.CADVISOR_MEMORY_WORKING_SET].add(cadvisor, 2**27)
-        for so in scaled_object_names(s):
+        for so in (f"{serving}-scaler-klmno",):
             hpa = {"namespace": ns, c.KSM_HPA_LABEL: c.keda_hpa_name(so)}
+            target = {"scaletargetref_kind": "Deployment", "scaletargetref_name": workload}
+            f[c.KSM_HPA_INFO].add({**hpa, "scaletargetref_api_version": "apps/v1", **target}, 1)
             f[c.KSM_HPA_DESIRED].add(hpa, 3)
             f[c.KSM_HPA_MIN].add(hpa, 1)
             f[c.KSM_HPA_MAX].add(hpa, 10)
