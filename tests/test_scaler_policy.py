@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofobserve.scaler.config import ScalerConfig
-from ofobserve.scaler.policy import Decision, Sample, State, step
+from ofobserve.scaler.policy import Decision, Sample, State, metric_value, step
 
 BASE = ScalerConfig(namespace="shop", function="fn", target_concurrency=10, target_utilization=1)
 
@@ -178,3 +178,76 @@ def test_a_tenfold_step_always_panics_at_once(config: ScalerConfig, replicas: fl
     if decisions[-2].panic:
         return  # already panicking on the way up (a tiny target): nothing to enter
     assert decisions[-1].panic
+
+
+# --- the HPA's tolerance -------------------------------------------------------------------------
+
+
+def hpa(value: int, current: int, tolerance: float) -> int:
+    """The HPA's next replica count for our metric: an ``AverageValue`` external metric
+    with target 1 (KEDA sends milli-units). kubernetes/kubernetes
+    ``pkg/controller/podautoscaler/replica_calculator.go`` ``GetExternalPerPodMetricReplicas``:
+    ``usageRatio = usage / (target x current)``; within the tolerance it keeps ``current``,
+    else ``ceil(usage / target)``."""
+    usage, target = value * 1000, 1000
+    ratio = usage / (target * current)
+    if abs(1.0 - ratio) <= tolerance:
+        return current
+    return math.ceil(usage / target)
+
+
+tolerances = st.one_of(
+    st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.5]), st.floats(min_value=0, max_value=0.99)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=2000), st.integers(min_value=1, max_value=2000), tolerances
+)
+def test_the_hpa_lands_on_desired_or_a_little_more(
+    desired: int, current: int, tolerance: float
+) -> None:
+    value = metric_value(desired, current, tolerance, None)
+    after = hpa(value, current, tolerance)
+    assert after >= desired  # a scale-up is never swallowed, and nothing goes below desired
+    if desired <= current:
+        assert value == desired  # scaling down or holding is reported as asked
+    # and it is the least that works: any smaller report would be held back
+    for smaller in range(desired, value):
+        assert hpa(smaller, current, tolerance) < desired
+
+
+def test_a_small_step_up_is_not_held_back() -> None:
+    """At 20 ready replicas and the default tolerance, 21 lies inside 20 x (1 +- 0.1): the
+    HPA would keep 20, so the answer is 22, the smallest count it acts on (22 / 20 is 1.1,
+    which in float64 is just outside the tolerance, as the HPA computes it)."""
+    config = replace(BASE, panic_threshold=1000)
+    decision = step(config, State.new(config), Sample(0.0, 210.0, 1.0, None, 20))
+    assert (decision.desired, decision.value) == (21, 22)
+    assert hpa(decision.desired, 20, 0.1) == 20  # what reporting desired would have done
+    assert hpa(decision.value, 20, 0.1) == 22
+    down = step(config, State.new(config), Sample(0.0, 190.0, 1.0, None, 20))
+    assert (down.desired, down.value) == (19, 19)  # the HPA holds 20: the safe side
+    exact = replace(config, hpa_tolerance=0.0)
+    assert step(exact, State.new(exact), Sample(0.0, 210.0, 1.0, None, 20)).value == 21
+    capped = replace(config, max_replicas=21)
+    assert step(capped, State.new(capped), Sample(0.0, 210.0, 1.0, None, 20)).value == 21
+
+
+@settings(max_examples=200, deadline=None)
+@given(configs, loads, st.integers(min_value=1, max_value=60), tolerances)
+def test_every_decision_survives_the_hpa(
+    config: ScalerConfig, series: list[float], ready: int, tolerance: float
+) -> None:
+    """Whatever the policy decides, the HPA applying the reported value lands on at least
+    the desired replicas, unless maxReplicas caps the report."""
+    config = replace(config, hpa_tolerance=tolerance)
+    for decision in run(config, series, ready=ready):
+        after = hpa(decision.value, ready, tolerance)
+        if after < decision.desired:  # only where maxReplicas keeps the report in the band
+            assert decision.value == config.max_replicas
+            assert after == ready
+        assert decision.value >= decision.desired
+        if config.max_replicas is not None:
+            assert decision.value <= config.max_replicas

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from ofobserve import conventions as c
 from ofobserve.scaler.config import ScalerConfig
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
-from ofobserve.scaler.sources import PrometheusSource, SourceError
+from ofobserve.scaler.sources import PrometheusSource, Reading, SourceError
 from tests.support.exporters import Clock, Exporters, Family, StaticFamilies, histogram
 from tests.support.prometheus import PrometheusServer
 from tests.support.scaler import Running, ref, running_scaler
@@ -209,7 +209,7 @@ def test_bearer_and_basic_auth_reach_prometheus() -> None:
     with _http_server() as url:
         _Recorder.seen.clear()
         found = asyncio.run(PrometheusSource(url, bearer_token="s3cret").fetch([config]))
-        assert found == {}  # a successful read without series: no traffic, not an error
+        assert found == Reading()  # a successful read without series: no traffic, not an error
         assert {h["Authorization"] for h in _Recorder.seen} == {"Bearer s3cret"}
         _Recorder.seen.clear()
         asyncio.run(PrometheusSource(url, basic_auth=("ofobserve", "pw")).fetch([config]))
@@ -223,6 +223,57 @@ def test_the_ca_option_verifies_prometheus_certificate(pki: Path) -> None:
     config = ScalerConfig("shop", "fn")
     with _http_server(tls) as url:
         trusted = PrometheusSource(url, ca_file=str(pki / "ca.pem"))
-        assert asyncio.run(trusted.fetch([config])) == {}
+        assert asyncio.run(trusted.fetch([config])) == Reading()
         with pytest.raises(SourceError, match="SSLError"):
             asyncio.run(PrometheusSource(url).fetch([config]))  # system CAs: refused
+
+
+def _kube_state_metrics(clock: Clock) -> list[Family]:
+    """kube-state-metrics for one Dapr function in OpenFunction's default proxy mode: its
+    own Deployment (2 available) and the dapr-proxy Deployment (1 available), both labelled
+    with the function (CreateDaprProxy copies spec.serving.labels); names as OpenFunction
+    generates them (fact sheet section 7)."""
+    labels = Family(c.KSM_DEPLOYMENT_LABELS, "gauge")
+    available = Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge")
+    for deployment, count in (
+        ("serving-x1y2z-deployment-latest-abcde", 2),
+        ("serving-x1y2z-proxy-deployment-latest-fghij", 1),
+    ):
+        ident = {"namespace": "shop", "deployment": deployment}
+        labels.add({**ident, c.KSM_FUNCTION_LABEL: "orders"}, 1)
+        available.add(ident, count)
+    del clock
+    return [labels, available]
+
+
+def test_ready_replicas_leave_the_dapr_proxy_deployment_out(prometheus: PrometheusServer) -> None:
+    """The real Prometheus, kube-state-metrics as it exports a proxy-mode function, and the
+    function's daprd series as its PodMonitor labels them (``function`` from app_id)."""
+    from tests.support.dapr_exporter import families as dapr_families
+
+    clock, exporters = Clock(), Exporters()
+    ksm, daprd = CollectorRegistry(), CollectorRegistry()
+    ksm.register(StaticFamilies(_kube_state_metrics(clock)))
+    app = {"app_id": "orders-shop", "namespace": "shop", "binding": [10, 150], "pubsub": [5, 400]}
+    daprd.register(StaticFamilies(dapr_families([app], clock)))
+    try:
+        prometheus.configure(
+            [
+                {"job_name": "kube-state-metrics", "honor_labels": True,
+                 "static_configs": [{"targets": [exporters.serve(ksm)]}]},
+                {"job_name": "daprd", "honor_labels": True,
+                 "static_configs": [{"targets": [exporters.serve(daprd)],
+                                     "labels": {"function": "orders"}}]},
+            ]
+        )  # fmt: skip
+        # series older than the rate window: no extrapolation from a partial window
+        prometheus.wait_for("count_over_time(dapr_component_pubsub_ingress_count[10s]) >= 9")
+        config = ScalerConfig("shop", "orders", profile="dapr")
+        reading = asyncio.run(PrometheusSource(prometheus.url, window="5s").fetch([config]))
+        signals = reading.signals[config.key]
+        assert signals.ready == 2  # not 3: the dapr-proxy Deployment is no replica
+        assert 3.0 < signals.concurrency < 4.0  # Little's law: 10 x 0.15 s + 5 x 0.4 s
+        assert signals.latency is not None
+        assert 0.3 < signals.latency <= 0.4
+    finally:
+        exporters.close()

@@ -73,6 +73,23 @@ def test_get_metrics_reports_desired_replicas(scaler: Running) -> None:
     assert scaler.sample("ofobserve_scaler_desired_replicas", labels) == 3
 
 
+def test_get_metrics_steps_past_the_hpa_tolerance(scaler: Running, source: ScriptedSource) -> None:
+    """21 replicas wanted at 20 ready: the HPA (tolerance 0.1) would keep 20 for a value of
+    21, so GetMetrics says 22 while desired_replicas stays 21; a cluster that runs its HPA
+    with another tolerance says so in hpaTolerance."""
+    source.signals = {KEY: Signals(concurrency=210, rate=5, latency=0.1, ready=20)}
+    metadata = {"targetConcurrency": "10", "targetUtilization": "1", "panicThreshold": "100"}
+    stub = scaler.stub()
+    [value] = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(**metadata))).metricValues
+    assert (value.metricValue, value.metricValueFloat) == (22, 22.0)
+    labels = {"namespace": "shop", "function": "fn"}
+    assert scaler.sample("ofobserve_scaler_desired_replicas", labels) == 21
+    assert scaler.sample("ofobserve_scaler_metric_value", {**labels, "metric": METRIC}) == 22
+    assert scaler.sample("ofobserve_scaler_observed_ready_replicas", labels) == 20
+    exact = pb.GetMetricsRequest(scaledObjectRef=ref(**metadata, hpaTolerance="0"))
+    eventually(lambda: stub.GetMetrics(exact).metricValues[0].metricValue == 21)
+
+
 def test_idle_function_reports_zero_in_both_fields(scaler: Running, source: ScriptedSource) -> None:
     source.signals = {}  # a successful read without series: no traffic
     [value] = scaler.stub().GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref())).metricValues
@@ -162,6 +179,14 @@ def test_a_source_bug_is_an_outage_not_a_crash(scaler: Running, source: Scripted
         (
             {"panicWindow": "2m"},
             "scalerMetadata.panicWindow: must not be longer than stableWindow (60 s) (got 120 s)",
+        ),
+        (
+            {"hpaTolerance": "1"},
+            "scalerMetadata.hpaTolerance: must be a number >= 0 and < 1 (got '1')",
+        ),
+        (
+            {"hpaTolerance": "-0.1"},
+            "scalerMetadata.hpaTolerance: must be a number >= 0 and < 1 (got '-0.1')",
         ),
         (
             {"function": "Bad_Name"},

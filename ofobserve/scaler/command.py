@@ -64,13 +64,10 @@ def _discovery(targets: str | None) -> Discovery:
             table = yaml.safe_load(Path(targets).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise click.ClickException(f"cannot read targets file {targets}: {exc}") from None
-        if not isinstance(table, dict) or not all(
-            isinstance(v, list) and all(isinstance(t, str) for t in v) for v in table.values()
-        ):
-            raise click.ClickException(
-                f"{targets}: expected a mapping of '<namespace>/<function>' to lists of host:port"
-            )
-        return StaticDiscovery(table)
+        try:
+            return StaticDiscovery(table)
+        except ValueError as exc:
+            raise click.ClickException(f"{targets}: {exc}") from None
     try:
         return KubernetesDiscovery(kubernetes_client().CoreV1Api())
     except ClusterUnavailable as exc:
@@ -149,8 +146,9 @@ def _discovery(targets: str | None) -> Discovery:
     type=click.Path(dir_okay=False),
     envvar="OFOBSERVE_TARGETS",
     show_envvar=True,
-    help="With --source direct: a YAML map of '<ns>/<function>' to host:port lists "
-    "instead of discovering pods through the Kubernetes API.",
+    help="With --source direct: a YAML map of '<ns>/<function>' to the host:port list "
+    "serving its metrics (its pods, or daprd), or to {metrics: [...], ready: N}, instead "
+    "of discovering pods through the Kubernetes API.",
 )
 @click.option(
     "--tls-cert",
@@ -244,12 +242,7 @@ def scaler(**options: Any) -> None:  # fmt: skip
             on_query=metrics.queries.inc,
         )
     else:
-        source = DirectSource(
-            _discovery(o["targets"]),
-            on_pod_error=lambda key, reason: metrics.source_errors.labels(
-                *key, "direct", reason
-            ).inc(),
-        )
+        source = DirectSource(_discovery(o["targets"]))
     host, port = _host_port(o["metrics_listen"], "--metrics-listen")
     try:
         start_http_server(port, addr=host, registry=registry)

@@ -60,6 +60,7 @@ class ScalerConfig:
     scale_down_delay: float = 0.0
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
+    hpa_tolerance: float = c.HPA_DEFAULT_TOLERANCE
 
     @property
     def key(self) -> FunctionKey:
@@ -141,6 +142,7 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "scaleDownDelay": ("scale_down_delay", lambda k, v: _duration(k, v, allow_zero=True)),
     "maxScaleUpRate": ("max_scale_up_rate", lambda k, v: _number(k, v, 1)),
     "maxScaleDownRate": ("max_scale_down_rate", lambda k, v: _number(k, v, 1)),
+    "hpaTolerance": ("hpa_tolerance", lambda k, v: _number(k, v, 0, 1, low_open=False)),
 }
 KNOWN_KEYS = ("function", "namespace", *PARSERS)
 

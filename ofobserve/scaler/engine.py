@@ -40,6 +40,9 @@ class Entry:
     decision: policy.Decision | None = None
     signals: Signals | None = None
     fetched_at: float | None = None  # time of the last successful read covering it
+    #: Why its latest read failed on its own (``None`` after a good read). Failures of a
+    #: whole read are logged instead: they are the same for every function.
+    failure: SourceError | None = None
     subscribers: set[asyncio.Queue[bool]] = field(default_factory=set)
 
 
@@ -90,12 +93,13 @@ class Engine:
             self.entries[config.key] = entry
         elif entry.config != config:
             entry.config, entry.state = config, policy.State.new(config)
+            entry.failure = None  # a new profile may be readable: read it before answering
         return entry
 
     async def ensure(self, config: ScalerConfig) -> Entry:
         """Register, and read a new function once before answering for it."""
         entry = self.register(config)
-        if entry.fetched_at is None:
+        if entry.fetched_at is None and not (entry.failure and entry.failure.lasting):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._fetch_new()), self.first_fetch_timeout)
         return entry
@@ -108,16 +112,19 @@ class Engine:
 
     def decision(self, entry: Entry) -> policy.Decision:
         """The decision in force, or :class:`Unavailable` when the data is too old."""
+        name = f"{entry.config.namespace}/{entry.config.function}"
+        failure = entry.failure
+        if failure is not None and failure.lasting:
+            raise Unavailable(f"no data for {name}: {failure.detail}")
         if entry.fetched_at is None or entry.decision is None:
-            raise Unavailable(
-                f"no data yet for {entry.config.namespace}/{entry.config.function}: "
-                f"the {self.source.name} source has not answered"
-            )
+            why = failure.detail if failure else f"the {self.source.name} source has not answered"
+            raise Unavailable(f"no data yet for {name}: {why}")
         age = self.clock() - entry.fetched_at
         if age > self.max_staleness:
+            last = f"; last failure: {failure.detail}" if failure else ""
             raise Unavailable(
-                f"no fresh data for {entry.config.namespace}/{entry.config.function}: last "
-                f"good read {age:.0f} s ago (max staleness {self.max_staleness:g} s)"
+                f"no fresh data for {name}: last good read {age:.0f} s ago "
+                f"(max staleness {self.max_staleness:g} s){last}"
             )
         return entry.decision
 
@@ -146,7 +153,7 @@ class Engine:
                 return
             started = time.perf_counter()
             try:
-                signals = await self.source.fetch([e.config for e in entries])
+                reading = await self.source.fetch([e.config for e in entries])
             except SourceError as exc:
                 self._failed(entries, exc)
                 return
@@ -160,7 +167,14 @@ class Engine:
                 )
             now = self.clock()
             for i, entry in enumerate(entries):
-                self._step(entry, signals.get(entry.config.key, Signals()), now)
+                key = entry.config.key
+                failed = reading.failed.get(key)
+                if failed is not None:
+                    self._one_failed(entry, failed)
+                else:
+                    if key in reading.degraded:  # read from the targets that answered
+                        self._count(entry, reading.degraded[key])
+                    self._step(entry, reading.signals.get(key, Signals()), now)
                 if i % CHUNK == CHUNK - 1:
                     await asyncio.sleep(0)  # let RPCs in between
 
@@ -176,19 +190,38 @@ class Engine:
             self._frozen = len(self.entries)
 
     def _failed(self, entries: list[Entry], exc: SourceError) -> None:
+        """A whole read failed: every function read keeps its last good decision."""
         log.warning("%s source failed: %s", self.source.name, exc)
         for entry in entries:
-            self.metrics.source_errors.labels(*entry.config.key, self.source.name, exc.reason).inc()
+            self._count(entry, exc)
+
+    def _one_failed(self, entry: Entry, exc: SourceError) -> None:
+        """One function's read failed: it keeps its last good decision (staleness
+        applies), or has none when the failure is lasting."""
+        if entry.failure is None or entry.failure.detail != exc.detail:  # not every tick
+            log.warning("%s source: %s/%s: %s", self.source.name, *entry.config.key, exc)
+        entry.failure = exc
+        if exc.lasting:
+            entry.decision = entry.signals = entry.fetched_at = None
+        self._count(entry, exc)
+
+    def _count(self, entry: Entry, exc: SourceError) -> None:
+        if exc.count:
+            errors = self.metrics.source_errors.labels(
+                *entry.config.key, self.source.name, exc.reason
+            )
+            errors.inc(exc.count)
 
     def _step(self, entry: Entry, signals: Signals, now: float) -> None:
         before = entry.decision
         ready = signals.ready
-        if ready is None:  # replicas unknown: assume what was asked for is running
-            ready = before.desired if before else 0
+        if ready is None:  # replicas unknown: assume the HPA runs what it was told last
+            ready = before.value if before else 0
         latency = signals.latency if signals.latency is not None else math.nan
         sample = policy.Sample(now, signals.concurrency, signals.rate, latency, ready)
         decision = policy.step(entry.config, entry.state, sample)
         entry.decision, entry.signals, entry.fetched_at = decision, signals, now
+        entry.failure = None
         if decision.active and not (before and before.active):
             for queue in entry.subscribers:
                 if queue.empty():

@@ -35,6 +35,9 @@ class Decision:
     active: bool
     panic: bool
     reason: str
+    #: What GetMetrics reports (target 1): ``desired``, raised where the HPA would
+    #: otherwise ignore a scale-up as within its tolerance (:func:`metric_value`).
+    value: int
 
 
 class _Window:
@@ -150,9 +153,37 @@ def step(config: ScalerConfig, state: State, sample: Sample) -> Decision:
     bounded, why = _bounded(config, desired)
     if why and (bounded != desired):
         desired, reason = bounded, why
-    decision = Decision(desired=desired, active=active, panic=panicking, reason=reason)
+    value = metric_value(desired, sample.ready, config.hpa_tolerance, config.max_replicas)
+    decision = Decision(desired, active, panicking, reason, value)
     state.last = decision
     return decision
+
+
+def hpa_holds(value: int, current: int, tolerance: float) -> bool:
+    """Whether the HPA keeps ``current`` replicas for an ``AverageValue`` external metric
+    of ``value`` with target 1, as kubernetes/kubernetes computes it
+    (``pkg/controller/podautoscaler/replica_calculator.go``,
+    ``GetExternalPerPodMetricReplicas``): ``usageRatio = value / (target x current)``; it
+    keeps ``current`` while ``|1 - usageRatio| <= tolerance``, else it takes
+    ``ceil(value / target)``. (KEDA sends milli-units, which leave the ratio as it is.)"""
+    return abs(1.0 - value / current) <= tolerance
+
+
+def metric_value(desired: int, current: int, tolerance: float, maximum: int | None) -> int:
+    """What to report so that the HPA lands on ``desired`` replicas or a few more, never
+    fewer, given ``current`` ready replicas.
+
+    A scale-up the HPA would hold back as within its tolerance (at 10 replicas a +1 step,
+    with the default 0.1) reports the smallest count it acts on instead, ``floor(current x
+    (1 + tolerance)) + 1``, but not above ``maximum``. A scale-down within the tolerance is
+    reported as asked: the HPA holds ``current``, which is the safe side.
+    """
+    if current <= 0 or desired <= current or not hpa_holds(desired, current, tolerance):
+        return desired
+    value = max(desired, math.floor(current * (1 + tolerance)))
+    while hpa_holds(value, current, tolerance):  # at most two steps: float rounding
+        value += 1
+    return value if maximum is None else min(value, maximum)
 
 
 def _latency_term(config: ScalerConfig, state: State, sample: Sample, ready: int) -> int:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -111,13 +110,11 @@ class Scaler(pb_grpc.ExternalScalerServicer):
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
         config = _config(request.scaledObjectRef)
-        desired = (await self._decide(config)).desired
+        value = (await self._decide(config)).value
         name = request.metricName or config.metric_name
         return pb.GetMetricsResponse(
             metricValues=[
-                pb.MetricValue(
-                    metricName=name, metricValue=math.ceil(desired), metricValueFloat=desired
-                )
+                pb.MetricValue(metricName=name, metricValue=value, metricValueFloat=float(value))
             ]
         )
 

@@ -1,8 +1,10 @@
 """Where the scaler reads its signals: Prometheus (batched) or the pods directly. Does I/O.
 
-Both implement :class:`Source`: given every registered function, return the signals of
-those that have any. A function missing from a successful answer has no traffic; a failed
-read raises :class:`SourceError` and the engine keeps its last good values.
+Both implement :class:`Source`: given every registered function, return a
+:class:`Reading`: the signals of the functions that were read, and the ones that could not
+be, with why. A read that fails as a whole raises :class:`SourceError`. Either way the
+engine keeps a failed function's last good decision (staleness applies) and never stands
+in a value nobody read.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,17 +40,35 @@ class Signals:
 
 
 class SourceError(RuntimeError):
-    """A read failed (``reason`` is a short label for the scaler's own metrics)."""
+    """A read failed, as a whole or for one function. ``reason`` is a short label for
+    ``ofobserve_scaler_source_errors_total`` (which grows by ``count``: failed scrapes or
+    reads), ``detail`` what the UNAVAILABLE answer says. ``lasting``: no later read can
+    succeed either (the source cannot read the function's profile at all)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, *, count: int = 1, lasting: bool = False) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
+        self.count = count
+        self.lasting = lasting
+
+
+@dataclass
+class Reading:
+    """What one read found. A function in ``signals`` was read; in ``degraded`` as well
+    when some of its targets failed (those are counted; the signals come from the others).
+    A function in ``failed`` was not read. One in neither was read and has no series: no
+    traffic (for example at zero replicas)."""
+
+    signals: dict[FunctionKey, Signals] = field(default_factory=dict)
+    failed: dict[FunctionKey, SourceError] = field(default_factory=dict)
+    degraded: dict[FunctionKey, SourceError] = field(default_factory=dict)
 
 
 class Source(Protocol):
     name: str
 
-    async def fetch(self, functions: Sequence[ScalerConfig]) -> dict[FunctionKey, Signals]: ...
+    async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading: ...
 
 
 # --- Prometheus ----------------------------------------------------------------------------------
@@ -77,10 +97,13 @@ def batch_queries(profile: profiles.Profile, quantile: float, window: str) -> Ba
     else:  # Little's law: time spent in requests per second = mean concurrency
         sums = "|".join(f"{h.metric}_sum" for h in profile.histograms)
         concurrency = f'sum by ({BY}) (rate({{__name__=~"{sums}"}}[{window}])){per_second}'
+    # the dapr-proxy Deployment carries the function's label too: leave it out by name
+    own = f'{{deployment!~"{c.DAPR_PROXY_DEPLOYMENT_REGEX}"}}'
     ready = (
-        f"sum by ({BY}) (label_replace({c.KSM_DEPLOYMENT_AVAILABLE} * on ({c.NAMESPACE_LABEL}, "
-        f"deployment) group_left ({c.KSM_FUNCTION_LABEL}) {c.KSM_DEPLOYMENT_LABELS}, "
-        f'"{c.FUNCTION_LABEL}", "$1", "{c.KSM_FUNCTION_LABEL}", "(.+)"))'
+        f"sum by ({BY}) (label_replace({c.KSM_DEPLOYMENT_AVAILABLE}{own} * on "
+        f"({c.NAMESPACE_LABEL}, deployment) group_left ({c.KSM_FUNCTION_LABEL}) "
+        f'{c.KSM_DEPLOYMENT_LABELS}, "{c.FUNCTION_LABEL}", "$1", "{c.KSM_FUNCTION_LABEL}", '
+        '"(.+)"))'
     )
     return BatchQueries(
         concurrency=concurrency,
@@ -128,8 +151,8 @@ class PrometheusSource:
         self.window = window
         self.on_query = on_query
 
-    async def fetch(self, functions: Sequence[ScalerConfig]) -> dict[FunctionKey, Signals]:
-        return await asyncio.to_thread(self._fetch, functions)
+    async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
+        return Reading(await asyncio.to_thread(self._fetch, functions))
 
     def _fetch(self, functions: Sequence[ScalerConfig]) -> dict[FunctionKey, Signals]:
         wanted: dict[tuple[str, str, float], set[FunctionKey]] = {}
@@ -172,144 +195,349 @@ def _signals(values: Mapping[str, float]) -> Signals:
 
 # --- direct scrape -------------------------------------------------------------------------------
 
+#: The profiles the direct source reads: the native metrics server, and daprd.
+DIRECT_PROFILES = (c.PROFILE_NATIVE, c.PROFILE_DAPR)
+#: Pause between two scrapes of targets seen for the first time, for profiles whose
+#: concurrency is a rate (Dapr): the first read of a function then has a value at once.
+WARMUP_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where one function's metrics are: the ``host:port`` endpoints serving ``/metrics``
+    (its pods for the native profile, daprd for ``dapr``), and its ready replicas (``None``:
+    unknown; the native profile then counts the pods that answer)."""
+
+    endpoints: tuple[str, ...] = ()
+    ready: int | None = None
+
+
+class DiscoveryError(RuntimeError):
+    """One function's targets cannot be told; the message says why."""
+
 
 class Discovery(Protocol):
-    """Where a function's pods serve their native-profile metrics: ``host:port`` list."""
+    """Where a function's metrics are, for its profile. An exception fails that function's
+    read only."""
 
-    def targets(self, key: FunctionKey) -> list[str]: ...
+    def targets(self, config: ScalerConfig) -> Targets: ...
 
 
-@dataclass
+TARGETS_SHAPE = (
+    "expected a mapping of '<namespace>/<function>' to lists of host:port, or to "
+    "{metrics: [host:port, ...], ready: N}"
+)
+
+
+def parse_targets(table: object) -> dict[str, Targets]:
+    """A ``--targets`` file's content; ``ValueError`` naming the first bad key.
+
+    A list is where the function's metrics are (its pods, or daprd), with the ready
+    replicas unknown; a mapping gives them: ``metrics`` (required) and ``ready``.
+    """
+    if not isinstance(table, Mapping):
+        raise ValueError(TARGETS_SHAPE)
+    found: dict[str, Targets] = {}
+    for key, value in table.items():
+        namespace, _, name = str(key).partition("/")
+        if not namespace or not name or "/" in name:
+            raise ValueError(f"{key!r}: expected '<namespace>/<function>'")
+        if isinstance(value, Mapping):
+            unknown = sorted(set(map(str, value)) - {"metrics", "ready"})
+            if unknown:
+                raise ValueError(f"{key}: unknown key {unknown[0]!r}; expected 'metrics', 'ready'")
+            metrics, ready = value.get("metrics"), value.get("ready")
+            if not isinstance(metrics, list) or not _addresses(metrics):
+                raise ValueError(f"{key}.metrics: expected a list of host:port (got {metrics!r})")
+            if ready is not None and (
+                not isinstance(ready, int) or isinstance(ready, bool) or ready < 0
+            ):
+                raise ValueError(f"{key}.ready: must be a whole number >= 0 (got {ready!r})")
+            found[key] = Targets(tuple(metrics), ready)
+        elif _addresses(value):
+            found[key] = Targets(tuple(value))
+        else:
+            raise ValueError(f"{key}: {TARGETS_SHAPE} (got {value!r})")
+    return found
+
+
+def _addresses(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(t, str) for t in value)
+
+
 class StaticDiscovery:
-    """Targets from a file: ``{"<namespace>/<function>": ["host:port", ...]}``."""
+    """Targets from a ``--targets`` file (:func:`parse_targets`); a function it does not
+    name has none (no pods: no traffic)."""
 
-    table: Mapping[str, Sequence[str]]
+    def __init__(self, table: object) -> None:
+        self.table = parse_targets(table)
 
-    def targets(self, key: FunctionKey) -> list[str]:
-        return list(self.table.get(f"{key[0]}/{key[1]}", ()))
+    def targets(self, config: ScalerConfig) -> Targets:
+        return self.table.get(f"{config.namespace}/{config.function}", Targets())
 
 
 @dataclass
 class KubernetesDiscovery:
-    """Ready pods labelled ``ofobserve.io/function=<name>``, listed at most every
-    ``refresh`` seconds per namespace."""
+    """Pods labelled ``ofobserve.io/function=<name>`` through the Kubernetes API, each list
+    kept ``refresh`` seconds.
+
+    The dapr-proxy pods carry that label too (OpenFunction copies ``spec.serving.labels``
+    onto them) and are told apart by ``openfunction.io/proxy``: the function's own pods are
+    ``ofobserve.io/function=<name>,!openfunction.io/proxy``, and they alone are its ready
+    replicas. The native profile reads those pods; ``dapr`` reads daprd on the proxy pods
+    (OpenFunction's default mode) or, without any (sidecar mode), on the function's pods.
+    """
 
     core: Any  # kubernetes.client.CoreV1Api
     port: int = c.NATIVE_METRICS_PORT
+    dapr_port: int = c.DAPR_METRICS_PORT
     refresh: float = 10.0
-    _cache: dict[FunctionKey, tuple[float, list[str]]] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], tuple[float, list[tuple[str, bool]]]] = field(
+        default_factory=dict
+    )
 
-    def targets(self, key: FunctionKey) -> list[str]:
-        cached = self._cache.get(key)
+    def targets(self, config: ScalerConfig) -> Targets:
+        namespace, name = config.key
+        selector = f"{c.FUNCTION_POD_LABEL}={name}"
+        own = [ip for ip, ready in self._pods(namespace, f"{selector},!{PROXY}") if ready]
+        if config.profile != c.PROFILE_DAPR:
+            return Targets(tuple(f"{ip}:{self.port}" for ip in own), len(own))
+        proxies = self._pods(namespace, f"{selector},{PROXY}")
+        if not proxies:  # sidecar mode: daprd runs in every function pod
+            return Targets(tuple(f"{ip}:{self.dapr_port}" for ip in own), len(own))
+        daprd = [ip for ip, ready in proxies if ready]
+        if not daprd:
+            raise DiscoveryError(f"none of its {len(proxies)} dapr-proxy pod(s) is ready")
+        return Targets(tuple(f"{ip}:{self.dapr_port}" for ip in daprd), len(own))
+
+    def _pods(self, namespace: str, selector: str) -> list[tuple[str, bool]]:
+        """``(pod IP, ready)`` of every pod the selector matches."""
+        cached = self._cache.get((namespace, selector))
         if cached and time.monotonic() - cached[0] < self.refresh:
             return cached[1]
-        pods = self.core.list_namespaced_pod(
-            key[0], label_selector=f"{c.FUNCTION_POD_LABEL}={key[1]}"
-        ).items
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
         found = [
-            f"{pod.status.pod_ip}:{self.port}"
-            for pod in pods
-            if pod.status.pod_ip
-            and any(
-                cond.type == "Ready" and cond.status == "True"
-                for cond in (pod.status.conditions or [])
+            (
+                pod.status.pod_ip or "",
+                bool(pod.status.pod_ip)
+                and any(
+                    cond.type == "Ready" and cond.status == "True"
+                    for cond in (pod.status.conditions or [])
+                ),
             )
+            for pod in pods
         ]
-        self._cache[key] = (time.monotonic(), found)
+        self._cache[(namespace, selector)] = (time.monotonic(), found)
         return found
 
 
-@dataclass
-class _PodReading:
+PROXY = c.OPENFUNCTION_PROXY_LABEL
+
+
+@dataclass(frozen=True)
+class _Counters:
+    """What one scrape of one endpoint says about one function: the in-flight gauge, and
+    cumulative requests, time spent in them (s) and duration buckets (``le`` in s)."""
+
     time: float
+    in_flight: float
     requests: float
+    seconds: float
     buckets: dict[float, float]
 
 
+def _parse(body: str, prof: profiles.Profile, app_id: str | None, at: float) -> _Counters:
+    """Sum the profile's series in one ``/metrics`` body (only ``app_id``'s, for Dapr).
+
+    prometheus-client's parser names every counter sample ``*_total``, also where the
+    exporter wrote none (daprd's OpenCensus names), so counters match either way.
+    """
+    counters = {ctr.metric.removesuffix("_total") for ctr in prof.counters}
+    histograms = {h.metric: h.scale for h in prof.histograms}
+    in_flight = requests_total = seconds = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if app_id is not None and sample.labels.get("app_id") != app_id:
+                continue
+            name = sample.name
+            if name == prof.concurrency:
+                in_flight += sample.value
+            elif name.removesuffix("_total") in counters:
+                requests_total += sample.value
+            elif name.endswith("_bucket") and name.removesuffix("_bucket") in histograms:
+                le = float(sample.labels["le"]) / histograms[name.removesuffix("_bucket")]
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+            elif name.endswith("_sum") and name.removesuffix("_sum") in histograms:
+                seconds += sample.value / histograms[name.removesuffix("_sum")]
+    return _Counters(at, in_flight, requests_total, seconds, buckets)
+
+
+Scraped = tuple[float, str] | BaseException  # (time, body), or why it failed
+
+
 class DirectSource:
-    """Scrapes each pod's ``/metrics`` (native profile) and derives rates from consecutive
-    scrapes, as Knative's autoscaler scrapes queue-proxies. A pod that does not answer is
-    skipped and reported through ``on_pod_error``; it never fails the whole read."""
+    """Scrapes each function's endpoints and derives rates from consecutive scrapes, as
+    Knative's autoscaler scrapes queue-proxies.
+
+    The native profile's concurrency is its in-flight gauge; Dapr's is the time spent in
+    events per second (Little's law on the latency histograms' ``_sum``), and its events
+    are the input-binding and pubsub-ingress counters, filtered to the function's
+    ``app_id``. Endpoints seen for the first time are scraped twice, ``warmup`` seconds
+    apart, when the profile needs a rate. Per function: endpoints that answer give the
+    signals, the others are counted as errors; when none answers the read failed (the
+    engine keeps the last good decision); with no endpoint at all no pod runs: no traffic.
+    Profiles this source cannot read (knative, keda-http) fail for good.
+    """
 
     name = "direct"
 
     def __init__(
-        self,
-        discovery: Discovery,
-        *,
-        timeout: float = 0.5,
-        on_pod_error: Callable[[FunctionKey, str], None] = lambda key, reason: None,
+        self, discovery: Discovery, *, timeout: float = 0.5, warmup: float = WARMUP_SECONDS
     ) -> None:
         self.discovery = discovery
         self.timeout = timeout
-        self.on_pod_error = on_pod_error
-        self.previous: dict[str, _PodReading] = {}
+        self.warmup = warmup
+        self.previous: dict[FunctionKey, dict[str, _Counters]] = {}
 
-    async def fetch(self, functions: Sequence[ScalerConfig]) -> dict[FunctionKey, Signals]:
-        try:
-            plan = {cfg.key: (cfg, self.discovery.targets(cfg.key)) for cfg in functions}
-        except Exception as exc:
-            raise SourceError("discovery", f"{type(exc).__name__}: {exc}") from None
-        scrapes = [
-            (key, target, asyncio.to_thread(self._scrape, target))
-            for key, (_cfg, targets) in plan.items()
-            for target in targets
-        ]
-        bodies = await asyncio.gather(*(s[2] for s in scrapes), return_exceptions=True)
-        per_function: dict[FunctionKey, list[tuple[str, str]]] = {}
-        for (key, target, _), body in zip(scrapes, bodies, strict=True):
-            if isinstance(body, BaseException):
-                self.on_pod_error(key, "scrape")
-                continue
-            per_function.setdefault(key, []).append((target, body))
-        return {
-            key: self._signals(plan[key][0], pods) for key, pods in per_function.items() if pods
-        }
+    async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
+        reading = Reading()
+        readable = []
+        for cfg in functions:
+            if cfg.profile in DIRECT_PROFILES:
+                readable.append(cfg)
+            else:
+                reading.failed[cfg.key] = SourceError(
+                    "profile",
+                    f"the direct source cannot read the {cfg.profile} profile; run the "
+                    "scaler with --source prometheus",
+                    lasting=True,
+                )
+        plan: dict[FunctionKey, tuple[ScalerConfig, Targets]] = {}
+        for cfg, found in await asyncio.to_thread(self._discover, readable):
+            if isinstance(found, Targets):
+                plan[cfg.key] = (cfg, found)
+            else:
+                reading.failed[cfg.key] = found
+        scraped = await self._scrape_all(
+            [(key, e) for key, (_, targets) in plan.items() for e in targets.endpoints]
+        )
+        results = {key: self._read(cfg, targets, scraped) for key, (cfg, targets) in plan.items()}
+        again = [key for key, (signals, answered, _) in results.items() if not signals and answered]
+        if again:  # first scrapes of a rate-only profile: a second one gives the rates
+            await asyncio.sleep(self.warmup)
+            scraped = await self._scrape_all(
+                [(key, e) for key in again for e in plan[key][1].endpoints]
+            )
+            for key in again:
+                results[key] = self._read(*plan[key], scraped)
+        for key, (signals, _, errors) in results.items():
+            endpoints = plan[key][1].endpoints
+            if signals is not None:
+                reading.signals[key] = signals
+                if errors:
+                    reading.degraded[key] = SourceError(
+                        "scrape", f"{_failures(errors, len(endpoints))}", count=len(errors)
+                    )
+            elif errors:
+                reading.failed[key] = SourceError(
+                    "scrape", _failures(errors, len(endpoints)), count=len(errors)
+                )
+            else:  # answered, but each counter was new or reset: no rate yet
+                reading.failed[key] = SourceError(
+                    "warming-up", "its counters need one more scrape", count=0
+                )
+        return reading
 
-    def _scrape(self, target: str) -> str:
-        url = f"http://{target}{c.METRICS_PATH}"
+    def _discover(
+        self, functions: Sequence[ScalerConfig]
+    ) -> list[tuple[ScalerConfig, Targets | SourceError]]:
+        found: list[tuple[ScalerConfig, Targets | SourceError]] = []
+        for cfg in functions:
+            try:
+                found.append((cfg, self.discovery.targets(cfg)))
+            except Exception as exc:  # the client raises many types; one function fails
+                found.append((cfg, SourceError("discovery", f"{type(exc).__name__}: {exc}")))
+        return found
+
+    async def _scrape_all(
+        self, wanted: Sequence[tuple[FunctionKey, str]]
+    ) -> dict[tuple[FunctionKey, str], Scraped]:
+        """Each ``(function, endpoint)``; an endpoint two functions share is scraped once."""
+        endpoints = sorted({e for _, e in wanted})
+        bodies = await asyncio.gather(
+            *(asyncio.to_thread(self._scrape, e) for e in endpoints), return_exceptions=True
+        )
+        by_endpoint = dict(zip(endpoints, bodies, strict=True))
+        return {(key, e): by_endpoint[e] for key, e in wanted}
+
+    def _scrape(self, endpoint: str) -> tuple[float, str]:
+        url = f"http://{endpoint}{c.METRICS_PATH}"
         with urllib.request.urlopen(url, timeout=self.timeout) as resp:
             body: str = resp.read().decode()
-            return body
+        return time.monotonic(), body
 
-    def _signals(self, config: ScalerConfig, pods: Collection[tuple[str, str]]) -> Signals:
-        now = time.monotonic()
-        concurrency = rate = 0.0
+    def _read(
+        self,
+        config: ScalerConfig,
+        targets: Targets,
+        scraped: Mapping[tuple[FunctionKey, str], Scraped],
+    ) -> tuple[Signals | None, int, list[tuple[str, BaseException]]]:
+        """The function's signals (``None`` when its profile needs a rate and no endpoint
+        has two scrapes yet), how many endpoints answered, and the ones that failed."""
+        if not targets.endpoints:  # no pod runs (scaled to zero): no traffic
+            return Signals(ready=targets.ready or 0), 0, []
+        prof = profiles.profile(config.profile, config.knative_metrics, ("binding", "pubsub"))
+        app_id = c.dapr_app_id(*config.key) if config.profile == c.PROFILE_DAPR else None
+        before = self.previous.get(config.key, {})
+        now: dict[str, _Counters] = {}
+        errors: list[tuple[str, BaseException]] = []
+        in_flight = rate = busy = 0.0
         deltas: dict[float, float] = {}
-        for target, body in pods:
-            reading = _parse(body, now)
-            concurrency += reading[0]
-            current = _PodReading(now, reading[1], reading[2])
-            before = self.previous.get(target)
-            self.previous[target] = current
-            if before is None or current.requests < before.requests:  # new pod or restart
+        compared = 0
+        for endpoint in targets.endpoints:
+            result = scraped[(config.key, endpoint)]
+            if isinstance(result, BaseException):
+                errors.append((endpoint, result))
+                if endpoint in before:  # compare across the gap next time
+                    now[endpoint] = before[endpoint]
                 continue
-            rate += (current.requests - before.requests) / max(now - before.time, 1e-3)
+            current = _parse(result[1], prof, app_id, result[0])
+            now[endpoint] = current
+            in_flight += current.in_flight
+            last = before.get(endpoint)
+            if last is None or current.requests < last.requests or current.time <= last.time:
+                continue  # a new endpoint, or its process restarted
+            compared += 1
+            elapsed = current.time - last.time
+            rate += (current.requests - last.requests) / elapsed
+            busy += max(current.seconds - last.seconds, 0.0) / elapsed
             for le, count in current.buckets.items():
-                deltas[le] = deltas.get(le, 0.0) + count - before.buckets.get(le, 0.0)
-        return Signals(
-            concurrency=concurrency,
+                deltas[le] = deltas.get(le, 0.0) + count - last.buckets.get(le, 0.0)
+        self.previous[config.key] = now
+        answered = len(targets.endpoints) - len(errors)
+        gauge = prof.concurrency is not None
+        if not answered or (not gauge and not compared):
+            return None, answered, errors
+        ready = targets.ready
+        if ready is None and config.profile == c.PROFILE_NATIVE:
+            ready = answered  # each pod that answers is a ready replica
+        signals = Signals(
+            concurrency=in_flight if gauge else busy,
             rate=rate,
             latency=_quantile(config.latency_quantile, deltas),
-            ready=len(pods),
+            ready=ready,
         )
+        return signals, answered, errors
 
 
-def _parse(body: str, now: float) -> tuple[float, float, dict[float, float]]:
-    """In-flight requests, total requests and cumulative duration buckets of one pod."""
-    in_flight = requests_total = 0.0
-    buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            if sample.name == c.NATIVE_IN_FLIGHT:
-                in_flight += sample.value
-            elif sample.name == c.NATIVE_REQUESTS_TOTAL:
-                requests_total += sample.value
-            elif sample.name == f"{c.NATIVE_DURATION_SECONDS}_bucket":
-                le = float(sample.labels["le"])
-                buckets[le] = buckets.get(le, 0.0) + sample.value
-    del now
-    return in_flight, requests_total, buckets
+def _failures(errors: Sequence[tuple[str, BaseException]], total: int) -> str:
+    endpoint, exc = errors[0]
+    reason = getattr(exc, "reason", None) or exc
+    return (
+        f"{len(errors)} of its {total} target(s) did not answer "
+        f"({endpoint}: {type(exc).__name__}: {reason})"
+    )
 
 
 def _quantile(q: float, cumulative: Mapping[float, float]) -> float | None:

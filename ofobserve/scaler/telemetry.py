@@ -56,6 +56,7 @@ class _Functions(Collector):
         panic = family(c.SCALER_PANIC_MODE, "1 while in panic mode.")
         concurrency = family(c.SCALER_OBSERVED_CONCURRENCY, "Concurrency read.")
         latency = family(c.SCALER_OBSERVED_LATENCY_SECONDS, "Latency quantile read.")
+        ready = family(c.SCALER_OBSERVED_READY_REPLICAS, "The function's ready replicas read.")
         age = family(c.SCALER_SAMPLE_AGE_SECONDS, "Age of the newest good sample.")
         count = 0
         for row in self.rows():
@@ -63,7 +64,7 @@ class _Functions(Collector):
             key = list(row.key)
             if row.decision is not None:
                 desired.add_metric(key, row.decision.desired)
-                value.add_metric([*key, row.metric], row.decision.desired)
+                value.add_metric([*key, row.metric], row.decision.value)
                 target.add_metric([*key, row.metric], 1)
                 active.add_metric(key, 1 if row.decision.active else 0)
                 panic.add_metric(key, 1 if row.decision.panic else 0)
@@ -71,12 +72,15 @@ class _Functions(Collector):
                 concurrency.add_metric(key, row.signals.concurrency)
                 if row.signals.latency is not None:
                     latency.add_metric(key, row.signals.latency)
+                if row.signals.ready is not None:
+                    ready.add_metric(key, row.signals.ready)
             if row.age is not None:
                 age.add_metric(key, row.age)
         registered = GaugeMetricFamily(
             c.SCALER_REGISTERED_FUNCTIONS, "Functions KEDA asked about.", value=count
         )
-        yield from (desired, value, target, active, panic, concurrency, latency, age, registered)
+        yield from (desired, value, target, active, panic, concurrency, latency, ready, age)
+        yield registered
 
 
 class ScalerMetrics:

@@ -7,6 +7,8 @@ under the exact names given, with the given TYPE.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from tests.support.prometheus import free_port
+from tests.support.tools import REPO
 
 
 @dataclass
@@ -100,3 +103,40 @@ class Exporters:
             server.shutdown()  # type: ignore[attr-defined]
             server.server_close()  # type: ignore[attr-defined]
         self._servers.clear()
+
+
+class ExporterProcesses:
+    """Exporter processes, ``python -m MODULE PORT ARGS... HOST``, each printing ``ready``
+    once it serves (``tests.support.native_exporter``, ``tests.support.dapr_exporter``).
+    :meth:`kill` stops one by its PID, :meth:`close` all that are left."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, subprocess.Popen[str]] = {}
+
+    def start(
+        self, module: str, *args: str, host: str = "127.0.0.1", port: int | None = None
+    ) -> str:
+        """Start one; returns its ``host:port`` once it serves."""
+        port = port or free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(port), *args, host],
+            cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        with process.stdout:
+            line = process.stdout.readline().strip()
+        address = f"{host}:{port}"
+        self.started[address] = process
+        if line != "ready":
+            self.kill(address)
+            raise RuntimeError(f"{module} on {address} did not start (said {line!r})")
+        return address
+
+    def kill(self, address: str) -> None:
+        process = self.started.pop(address)
+        process.kill()
+        process.wait()
+
+    def close(self) -> None:
+        for address in list(self.started):
+            self.kill(address)

@@ -1,10 +1,11 @@
 """A function pod's native-profile metrics in a process of its own (prometheus-client).
 
-    python -m tests.support.native_exporter PORT IN_FLIGHT REQUESTS_PER_SECOND
+    python -m tests.support.native_exporter PORT IN_FLIGHT REQUESTS_PER_SECOND [HOST]
 
 Serves ``function_requests_in_flight`` = IN_FLIGHT, and ``function_requests_total`` and
 ``function_request_duration_seconds`` growing at REQUESTS_PER_SECOND (all 0.2 s long).
-Runs until killed.
+Listens on HOST (default 127.0.0.1; any 127.0.0.0/8 address stands for a pod IP). Runs until
+killed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def main() -> None:
         c.NATIVE_REQUESTS_TOTAL.removesuffix("_total"), "requests", ["code"], registry=registry
     )
     duration = Histogram(c.NATIVE_DURATION_SECONDS, "duration", registry=registry)
-    start_http_server(port, addr="127.0.0.1", registry=registry)
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+    start_http_server(port, addr=host, registry=registry)
     print("ready", flush=True)
     while True:
         time.sleep(0.1)

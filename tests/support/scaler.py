@@ -20,7 +20,7 @@ from ofobserve.scaler.engine import Engine
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from ofobserve.scaler.server import TLS, serve
-from ofobserve.scaler.sources import Signals, Source, SourceError
+from ofobserve.scaler.sources import Reading, Signals, Source, SourceError
 from ofobserve.scaler.telemetry import ScalerMetrics
 
 
@@ -31,17 +31,22 @@ class ScriptedSource:
     name: str = "scripted"
     signals: dict[FunctionKey, Signals] = field(default_factory=dict)
     failing: bool = False
+    #: Functions whose read fails on its own (the rest of the read succeeds).
+    failed: dict[FunctionKey, SourceError] = field(default_factory=dict)
     broken: bool = False  # raise a non-SourceError (a bug)
     reads: int = 0
 
-    async def fetch(self, functions: Sequence[ScalerConfig]) -> dict[FunctionKey, Signals]:
+    async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
         self.reads += 1
         if self.broken:
             raise ZeroDivisionError("a bug")
         if self.failing:
             raise SourceError("scripted", "told to fail")
         wanted = {f.key for f in functions}
-        return {k: v for k, v in self.signals.items() if k in wanted}
+        return Reading(
+            {k: v for k, v in self.signals.items() if k in wanted},
+            {k: v for k, v in self.failed.items() if k in wanted},
+        )
 
 
 @dataclass
