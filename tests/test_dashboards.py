@@ -28,7 +28,7 @@ from ofobserve.builders.dashboards import (
 )
 from ofobserve.builders.fleet_dashboards import overview, scaler
 from ofobserve.builders.grafana_delivery import dashboard_text
-from ofobserve.builders.rules import build_rule_groups, has_keda
+from ofobserve.builders.rules import build_rule_groups
 from ofobserve.builders.scaling import why_not_wired
 from ofobserve.grafana import DashboardSpec, build_dashboard_json
 from ofobserve.loading import load_config, load_subjects
@@ -182,6 +182,101 @@ def test_uids_are_unique_and_the_overview_links_to_them() -> None:
     for dashboard in DASHBOARDS.values():
         assert dashboard["schemaVersion"] == 39
         assert dashboard["templating"]["list"][0]["current"]["value"] == "prometheus"
+
+
+#: Which autoscalers scale each example function, from the runtime facts, not from the code
+#: under test: (the ofobserve scaler, a KEDA ScaledObject and its HPA). Knative's KPA scales
+#: Knative functions (no HPA, no ScaledObject); the KEDA HTTP add-on's ScaledObject scales
+#: keda-http ones; async functions with a KEDA trigger get OpenFunction's ScaledObject, with
+#: the ofobserve trigger patched in; a cron function without one gets no ScaledObject.
+AUTOSCALERS = {
+    "default/async-kafka-function": (True, True),
+    "default/build-from-source": (False, False),
+    "default/hello-world": (False, False),
+    "default/keda-http-function": (False, True),
+    "default/nightly-report": (False, False),
+    "default/nodejs-sample": (False, False),
+    "default/redis-subscriber": (True, True),
+    "default/sample-function": (False, False),
+    "media/image-processor": (False, False),
+    "shop/event-router": (True, True),
+    "shop/order-processor": (True, True),
+    "shop/sync-http-function": (False, False),
+}
+OFOBSERVE_SCALER_PANELS = {"ofobserve scaler: metric value and target", "Scaler panic mode"}
+KEDA_PANELS = {"KEDA scaler value", "KEDA scaler active"}
+
+
+def _scaling(subject: Subject) -> dict[str, list[str]]:
+    """Scaling-row panel titles, each with its legends."""
+    row = next(r for r in function_dashboard(subject).rows if r.title == "Scaling")
+    return {p.title: [q.legend for q in p.queries] for p in row.panels}
+
+
+def _expected_scaling(ours: bool, keda: bool) -> dict[str, list[str]]:
+    want = {"Replicas": ["desired (ofobserve scaler)"] * ours + ["available"]}
+    if keda:
+        want["Replicas"] += ["desired (HPA)", "min", "max"]
+        want |= {title: [] for title in KEDA_PANELS}
+    if ours:
+        want |= {title: [] for title in OFOBSERVE_SCALER_PANELS}
+    if ours or keda:
+        want["Scaler errors"] = ["KEDA {{scaledObject}}"] * keda + ["ofobserve {{source}}"] * ours
+    return want
+
+
+def _shape(found: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Legends of the panels whose legends the test checks, titles of the others."""
+    return {
+        t: (legends if t in ("Replicas", "Scaler errors") else []) for t, legends in found.items()
+    }
+
+
+@pytest.mark.parametrize("subject", SUBJECTS, ids=lambda s: s.function.qualified_name)
+def test_scaling_panels_only_where_that_autoscaler_runs(subject: Subject) -> None:
+    """No HPA, KEDA or ofobserve-scaler panel for a Knative function; KEDA's but not the
+    ofobserve scaler's for keda-http; all of them for a wired async function; none for a
+    cron function without a ScaledObject."""
+    ours, keda = AUTOSCALERS[subject.function.qualified_name]
+    assert (why_not_wired(subject) is None) is ours  # the brief's predicate agrees
+    assert _shape(_scaling(subject)) == _expected_scaling(ours, keda)
+
+
+def test_an_unwired_async_function_keeps_the_panels_of_its_own_scaled_object() -> None:
+    """Its own KEDA trigger, but ``scaling.delivery: scaled-object`` without --from-cluster:
+    OpenFunction's ScaledObject and HPA scale it, the ofobserve scaler does not."""
+    subject = next(s for s in SUBJECTS if s.function.qualified_name == "shop/order-processor")
+    scaling = subject.settings.scaling.model_copy(update={"delivery": "scaled-object"})
+    unwired = Subject(subject.function, subject.settings.model_copy(update={"scaling": scaling}))
+    assert why_not_wired(unwired) is not None
+    assert _shape(_scaling(unwired)) == _expected_scaling(ours=False, keda=True)
+
+
+def test_the_overview_hides_the_uid_column_without_excluding_it() -> None:
+    """A data link can only use a field that reaches the panel: the uid column is hidden by
+    a field override (``custom.hidden``, the table panel's "Hide in table"), not removed by
+    the organize transformation."""
+    table = next(p for p in panels(DASHBOARDS[c.OVERVIEW_DASHBOARD_UID]) if p["type"] == "table")
+    for transformation in table["transformations"]:
+        excluded = transformation.get("options", {}).get("excludeByName", {})
+        assert not excluded.get(c.DASHBOARD_UID_LABEL), transformation
+    hidden = [
+        o["properties"]
+        for o in table["fieldConfig"]["overrides"]
+        if o["matcher"] == {"id": "byName", "options": c.DASHBOARD_UID_LABEL}
+    ]
+    assert hidden == [[{"id": "custom.hidden", "value": True}]]
+
+
+def test_a_link_to_an_excluded_field_is_caught() -> None:
+    dashboard = copy.deepcopy(DASHBOARDS[c.OVERVIEW_DASHBOARD_UID])
+    table = next(p for p in panels(dashboard) if p["type"] == "table")
+    table["transformations"].append(
+        {"id": "organize", "options": {"excludeByName": {c.DASHBOARD_UID_LABEL: True}}}
+    )
+    problems = lint(dashboard)
+    assert problems
+    assert all("link-field-rule" in p and "dashboard_uid" in p for p in problems), problems
 
 
 # --- every query against the real Prometheus ------------------------------------------------------
@@ -357,15 +452,16 @@ def test_the_panels_show_the_fixture_traffic(fleet: PrometheusServer, subject: S
     assert p50 <= 0.5
     assert 0.5 < p95 <= 1.0
     # the scaler wants 3 where it scales the function; 2 of 3 available (the dapr-proxy
-    # Deployment's replica is not counted); the HPA (desired, min, max) where KEDA scales it
-    expected = [3.0] if why_not_wired(subject) is None else []
-    expected += [2.0] + ([3.0, 1.0, 10.0] if has_keda(subject) else [])
+    # Deployment's replica is not counted); the HPA (desired 3, min 1, max 10) where KEDA
+    # scales it, found by its target, not the decoy's (7, 5, 50)
+    ours, keda = AUTOSCALERS[f.qualified_name]
+    expected = [3.0] if ours else []
+    expected += [2.0] + ([3.0, 1.0, 10.0] if keda else [])
     assert values("Replicas") == expected
-    scaling = {p["title"] for p in panels(dashboard)}
-    assert ("KEDA scaler value" in scaling) is has_keda(subject)
-    assert ("Scaler panic mode" in scaling) is (why_not_wired(subject) is None)
-    if has_keda(subject):
-        assert values("KEDA scaler value") == [30.0]  # found with no name known
+    if keda:  # OpenFunction's ScaledObject, found with no name known; not the decoy's 1000
+        assert values("KEDA scaler value") == [30.0]  # nor the same name's in "elsewhere"
+        assert values("KEDA scaler active") == [1.0]
+        assert values("Scaler errors")[0] == pytest.approx(0.1, rel=0.3)
     cpu_used, cpu_requests, cpu_limits = values("CPU")
     assert (cpu_used, cpu_requests, cpu_limits) == (pytest.approx(0.5, rel=0.2), 1.0, 2.0)
     assert values("Memory") == [2 * 2**27, 2 * 2**28, 4 * 2**28]

@@ -116,6 +116,13 @@ SCENARIOS = [
 ]
 
 
+def _job(scenario: Scenario) -> str:
+    """A job name of this module's own: the session's Prometheus keeps the ``up`` history
+    of other modules' jobs (tests/test_rules.py names its jobs after the scenarios too), and
+    waiting on that would start the queries before these exporters are scraped."""
+    return f"profiles-{scenario.name}"
+
+
 @pytest.fixture(scope="module")
 def served(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
     """One exporter per scenario, each scraped as its own job with honor_labels."""
@@ -127,7 +134,7 @@ def served(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
         address = exporters.serve(registry)
         jobs.append(
             {
-                "job_name": scenario.name,
+                "job_name": _job(scenario),
                 "honor_labels": True,
                 "static_configs": [{"targets": [address]}],
             }
@@ -135,7 +142,7 @@ def served(prometheus: PrometheusServer) -> Iterator[PrometheusServer]:
     prometheus.configure(jobs)
     try:
         for scenario in SCENARIOS:  # 7 s of history: more than one full rate window
-            prometheus.wait_for(f'count_over_time(up{{job="{scenario.name}"}}[30s]) >= 7')
+            prometheus.wait_for(f'count_over_time(up{{job="{_job(scenario)}"}}[30s]) >= 7')
         yield prometheus
     finally:
         exporters.close()

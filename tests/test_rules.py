@@ -4,6 +4,7 @@ output, CRD validation, the recording rules evaluated by the real Prometheus, la
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,35 +173,63 @@ def _subject(case: str) -> Subject:
 OWN_DEPLOYMENT = "serving-x-deployment-v1-abcde"
 PROXY_DEPLOYMENT = "serving-x-proxy-deployment-v1-fghij"  # CreateDaprProxy's name
 SCALED_OBJECT = "serving-x-scaler-klmno"  # OpenFunction's generated name
+DECOY_SCALED_OBJECT = "serving-y-scaler-zzzzz"  # another function's, same namespace
+#: kube-state-metrics >= 2.3.0 (kubernetes/kube-state-metrics
+#: ``internal/store/horizontalpodautoscaler.go``): one series per HPA, naming its target.
+KSM_HPA_INFO = "kube_horizontalpodautoscaler_info"
 
 
 def _kube_state(clock: Clock) -> list[Family]:
-    """kube-state-metrics as OpenFunction's objects make it: the function's Deployment, the
-    dapr-proxy Deployment with the same label (OpenFunction copies spec.serving.labels onto
-    it), KEDA's HPA of the function and one of another Deployment."""
+    """kube-state-metrics and KEDA as OpenFunction's objects make them: the function's
+    Deployment; the dapr-proxy Deployment with the same label (OpenFunction copies
+    spec.serving.labels onto it); KEDA's HPA of the function, of another function's
+    Deployment and one of the proxy; KEDA's errors of the function's ScaledObject (0.1/s),
+    of the other function's (5/s) and of one of the same name in another namespace (7/s)."""
     owned = {"namespace": "shop", "deployment": OWN_DEPLOYMENT}
     proxy = {"namespace": "shop", "deployment": PROXY_DEPLOYMENT}
+    other = {"namespace": "shop", "deployment": "serving-y-deployment-v1-yyyyy"}
     labels = Family(c.KSM_DEPLOYMENT_LABELS, "gauge")
-    for deployment in (owned, proxy):
-        labels.add({**deployment, c.KSM_FUNCTION_LABEL: "fn"}, 1)
-    hpa = Family(c.KSM_HPA_INFO, "gauge")
-    for name, target in ((SCALED_OBJECT, OWN_DEPLOYMENT), ("other-scaler-zzzzz", "other-dep")):
+    for deployment, function in ((owned, "fn"), (proxy, "fn"), (other, "other-fn")):
+        labels.add({**deployment, c.KSM_FUNCTION_LABEL: function}, 1)
+    hpa = Family(KSM_HPA_INFO, "gauge")
+    for name, target in (
+        (SCALED_OBJECT, owned),
+        (DECOY_SCALED_OBJECT, other),
+        ("serving-x-proxy-scaler-ppppp", proxy),
+    ):
         hpa.add(
             {
                 "namespace": "shop",
                 c.KSM_HPA_LABEL: c.keda_hpa_name(name),
                 "scaletargetref_api_version": "apps/v1",
                 "scaletargetref_kind": "Deployment",
-                "scaletargetref_name": target,
+                "scaletargetref_name": target["deployment"],
             },
             1,
         )
+    errors = Family(c.KEDA_SCALER_ERRORS.removesuffix("_total"), "counter")
+    for namespace, name, rate in (
+        ("shop", SCALED_OBJECT, 0.1),
+        ("shop", DECOY_SCALED_OBJECT, 5),
+        ("elsewhere", SCALED_OBJECT, 7),
+    ):
+        keda = {
+            "namespace": "keda",  # the operator's own: its target's namespace
+            c.KEDA_NAMESPACE_LABEL: namespace,
+            c.KEDA_SCALED_OBJECT_LABEL: name,
+            "scaler": "kafkaScaler",
+            "triggerIndex": "0",
+            "metric": "s0-kafka-orders",
+            "type": "scaledobject",
+        }
+        errors.add(keda, clock.counter(rate), "_total")
     return [
         labels,
         hpa,
+        errors,
         Family(c.KSM_DEPLOYMENT_SPEC_REPLICAS, "gauge").add(owned, 3).add(proxy, 1),
         Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge").add(owned, 2).add(proxy, 1),
-        Family(c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge").add(owned, 1).add(proxy, 0),
+        Family(c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge").add(owned, 1).add(proxy, 1),
     ]
 
 
@@ -213,9 +242,11 @@ def recorded(
     workdir = tmp_path_factory.mktemp("rules")
     clock = Clock()
     exporters, jobs, rule_files, groups = Exporters(), [], [], {}
+    collectors = []
     for scenario in SCENARIOS:
         registry = CollectorRegistry()
-        registry.register(StaticFamilies(scenario.families(clock) + _kube_state(clock)))
+        collectors.append(StaticFamilies(scenario.families(clock) + _kube_state(clock)))
+        registry.register(collectors[-1])
         address = exporters.serve(registry)
         jobs.append(
             {
@@ -234,8 +265,23 @@ def recorded(
             prometheus.wait_for(f'count_over_time(up{{job="{scenario.name}"}}[30s]) >= 7')
         yield prometheus, groups
     finally:
+        _go_stale(prometheus, collectors)
         exporters.close()
         prometheus.configure([])
+
+
+def _go_stale(prometheus: PrometheusServer, collectors: list[StaticFamilies]) -> None:
+    """Empty the exporters and wait for a scrape of each: Prometheus then marks every series
+    they served stale. Removing a job from the configuration does not, and tests/
+    test_profiles.py, later on the same Prometheus, reads the very same ``namespace="shop",
+    function="fn"`` gauges: an unmarked one would count for 5 minutes more."""
+    for collector in collectors:
+        collector.families = []
+    jobs = "|".join(s.name for s in SCENARIOS)
+    selector = f'{{job=~"{jobs}",__name__!="up",__name__!~"scrape_.+"}}'
+    deadline = time.monotonic() + 15
+    while prometheus.query(f"count({selector})") and time.monotonic() < deadline:
+        time.sleep(0.25)
 
 
 @pytest.mark.parametrize("case", [s.name for s in SCENARIOS])
@@ -328,11 +374,45 @@ def test_keda_series_are_found_without_the_generated_names(
     recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
 ) -> None:
     """The function's HPA and ScaledObject come from what kube-state-metrics exports (the
-    HPA's target), not from a name ofobserve would have to guess."""
+    HPA's target), not from a name ofobserve would have to guess: exactly the function's
+    own, not another function's, not the proxy's."""
     server, _groups = recorded
-    [series] = server.wait_for(f'{c.RECORD_KEDA_SCALER_INFO}{{case="dapr"}}', timeout=20)
-    labels = series["metric"]
-    assert labels[c.KEDA_SCALED_OBJECT_LABEL] == SCALED_OBJECT
-    assert labels[c.KSM_HPA_LABEL] == c.keda_hpa_name(SCALED_OBJECT)
-    assert labels[c.KEDA_NAMESPACE_LABEL] == "shop"
-    assert server.query(f'{c.RECORD_KEDA_SCALER_INFO}{{case="knative"}}') == []
+    info = "namespace_function:keda_scaler:info"  # documented in docs/metrics.md
+    [series] = server.wait_for(f'{info}{{case="dapr"}}', timeout=20)
+    assert series["metric"] == {
+        "__name__": info,
+        "namespace": "shop",
+        "function": "fn",
+        "case": "dapr",
+        c.KSM_HPA_LABEL: c.keda_hpa_name(SCALED_OBJECT),
+        c.KEDA_SCALED_OBJECT_LABEL: SCALED_OBJECT,
+        c.KEDA_NAMESPACE_LABEL: "shop",
+    }
+    assert server.query(f'{info}{{case="knative-opencensus"}}') == []  # not rendered
+    assert (info, KSM_HPA_INFO) == (c.RECORD_KEDA_SCALER_INFO, c.KSM_HPA_INFO)
+
+
+def test_scaler_errors_read_keda_through_the_hpa_target(
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
+) -> None:
+    """FunctionScalerErrors' expression, run by Prometheus: KEDA's errors of the function's
+    ScaledObject only (0.1/s), not the other function's (5/s) nor those of a ScaledObject of
+    the same name in another namespace (7/s). There is no ofobserve scaler sample here, so
+    only the ``keda`` reason can be present."""
+    server, groups = recorded
+    [alert] = [
+        r for g in groups["dapr"] for r in g["rules"] if r.get("alert") == "FunctionScalerErrors"
+    ]
+    own = (
+        f'sum(rate({c.KEDA_SCALER_ERRORS}{{exported_namespace="shop",'
+        f'scaledObject="{SCALED_OBJECT}",case="dapr"}}[5m]))'
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        found = server.query(alert["expr"])
+        want = server.query(own)
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert [s["metric"] for s in found] == [{"reason": "keda"}]
+    assert float(found[0]["value"][1]) == pytest.approx(float(want[0]["value"][1]), rel=0.1)

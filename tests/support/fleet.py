@@ -5,14 +5,45 @@ publish about it. Names and labels come from ``ofobserve.profiles`` and
 
 Traffic: 10 requests/s, 10 % failing, half under 0.1 s, 90 % under 0.5 s; 3 replicas wanted,
 2 available.
+
+The objects are named as OpenFunction and KEDA name them (fact sheet section 7): the
+function's Deployment ``<serving>-deployment-<version>-<random>``, OpenFunction's (or the HTTP
+add-on's) ScaledObject ``<serving>-scaler-<random>`` and KEDA's HPA ``keda-hpa-<ScaledObject>``
+targeting that Deployment, never ofobserve's own names. Decoys every query must leave out: the
+dapr-proxy Deployment of each async function (it carries the function's label too, one
+replica), a function ``decoy`` in ``shop`` with its own HPA and ScaledObject (desired 7, min 5,
+max 50, KEDA value 1000), and KEDA series of the same ScaledObject names in another namespace.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from ofobserve import conventions as c
 from ofobserve import profiles as p
+from ofobserve.model import Runtime
 from ofobserve.subject import Subject
 from tests.support.exporters import Clock, Family, histogram
+
+DECOY = "decoy"
+
+
+def serving_name(name: str) -> str:
+    """A stable stand-in for OpenFunction's ``serving-<5 random>``."""
+    return "serving-" + hashlib.sha256(name.encode()).hexdigest()[:5]
+
+
+def function_deployment(name: str) -> str:
+    return f"{serving_name(name)}-deployment-v100-abcde"
+
+
+def proxy_deployment(name: str) -> str:
+    return f"{serving_name(name)}-proxy-deployment-v100-klmno"
+
+
+def scaled_object(name: str) -> str:
+    """OpenFunction's (async) or the HTTP add-on's (keda-http) ScaledObject."""
+    return f"{serving_name(name)}-scaler-fghij"
 
 
 def share_below(bound_seconds: float) -> float:
@@ -120,25 +151,67 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
     cpu = Family(c.CADVISOR_CPU_SECONDS_TOTAL.removesuffix("_total"), "counter")
     keda_errors = Family(c.KEDA_SCALER_ERRORS.removesuffix("_total"), "counter")
     source_errors = Family(c.SCALER_SOURCE_ERRORS_TOTAL.removesuffix("_total"), "counter")
+
+    def keda_objects(
+        ns: str, name: str, hpa_values: tuple[float, float, float], value: float, errors: float
+    ) -> None:
+        so = scaled_object(name)
+        hpa = {"namespace": ns, c.KSM_HPA_LABEL: c.keda_hpa_name(so)}
+        target = {
+            "scaletargetref_api_version": "apps/v1",
+            "scaletargetref_kind": "Deployment",
+            "scaletargetref_name": function_deployment(name),
+        }
+        f[c.KSM_HPA_INFO].add({**hpa, **target}, 1)
+        for family, v in zip(
+            (c.KSM_HPA_DESIRED, c.KSM_HPA_MIN, c.KSM_HPA_MAX), hpa_values, strict=True
+        ):
+            f[family].add(hpa, v)
+        for namespace, scale in ((ns, 1), ("elsewhere", 100)):  # same name, other namespace
+            keda = {
+                c.KEDA_NAMESPACE_LABEL: namespace,
+                c.KEDA_SCALED_OBJECT_LABEL: so,
+                "scaler": "externalScaler",
+                "triggerIndex": "0",
+                "metric": "s0-concurrency",
+                "type": "scaledobject",
+            }
+            f[c.KEDA_SCALER_VALUE].add(keda, value * scale)
+            f[c.KEDA_SCALER_ACTIVE].add(keda, 1)
+            keda_errors.add(keda, clock.counter(errors * scale), "_total")
+
+    def deployment(ns: str, name: str, replicas: tuple[float, float, float], proxy: bool) -> None:
+        d = {
+            "namespace": ns,
+            "deployment": proxy_deployment(name) if proxy else function_deployment(name),
+        }
+        f[c.KSM_DEPLOYMENT_LABELS].add({**d, c.KSM_FUNCTION_LABEL: name}, 1)
+        for family, v in zip(
+            (
+                c.KSM_DEPLOYMENT_SPEC_REPLICAS,
+                c.KSM_DEPLOYMENT_AVAILABLE,
+                c.KSM_DEPLOYMENT_UNAVAILABLE,
+            ),
+            replicas,
+            strict=True,
+        ):
+            f[family].add(d, v)
+
+    deployment("shop", DECOY, (7, 7, 0), proxy=False)
+    keda_objects("shop", DECOY, (7, 5, 50), 1000, 5)
     for s in subjects:
         ns, name = s.function.namespace, s.function.name
         ident = {"namespace": ns, "function": name}
-        # names as OpenFunction generates them: nothing in them derives from the Function
-        serving = f"serving-{abs(hash((ns, name))) % 10**5:05d}"
-        workload = f"{serving}-deployment-v1-abcde"
-        deployment = {"namespace": ns, "deployment": workload}
-        f[c.KSM_DEPLOYMENT_LABELS].add({**deployment, c.KSM_FUNCTION_LABEL: name}, 1)
-        f[c.KSM_DEPLOYMENT_SPEC_REPLICAS].add(deployment, 3)
-        f[c.KSM_DEPLOYMENT_AVAILABLE].add(deployment, 2)
-        f[c.KSM_DEPLOYMENT_UNAVAILABLE].add(deployment, 1)
-        # the dapr-proxy Deployment carries the function's label too (CreateDaprProxy)
-        proxy = {"namespace": ns, "deployment": f"{serving}-proxy-deployment-v1-fghij"}
-        f[c.KSM_DEPLOYMENT_LABELS].add({**proxy, c.KSM_FUNCTION_LABEL: name}, 1)
-        f[c.KSM_DEPLOYMENT_SPEC_REPLICAS].add(proxy, 1)
-        f[c.KSM_DEPLOYMENT_AVAILABLE].add(proxy, 1)
-        f[c.KSM_DEPLOYMENT_UNAVAILABLE].add(proxy, 0)
+        deployment(ns, name, (3, 2, 1), proxy=False)
+        if s.function.runtime is Runtime.ASYNC:
+            deployment(ns, name, (1, 1, 0), proxy=True)
+            proxy_pod = {"namespace": ns, "pod": f"{proxy_deployment(name)}-0"}
+            f[c.KSM_POD_LABELS].add({**proxy_pod, c.KSM_FUNCTION_LABEL: name}, 1)
+            proxy_container = {**proxy_pod, "container": "dapr-proxy", "image": "dapr:1"}
+            cpu.add(proxy_container, clock.counter(5), "_total")
+            f[c.CADVISOR_MEMORY_WORKING_SET].add(proxy_container, 2**30)
         for i in range(2):
-            pod = {"namespace": ns, "pod": f"{name}-deployment-v1-abcde-{i}"}
+            pod = {"namespace": ns, "pod": f"{function_deployment(name)}-{i}"}
             f[c.KSM_POD_LABELS].add({**pod, c.KSM_FUNCTION_LABEL: name}, 1)
             container = {**pod, "container": c.FUNCTION_CONTAINER}
             for resource, unit, value in (("cpu", "core", 0.5), ("memory", "byte", 2**28)):
@@ -148,24 +221,11 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
             cadvisor = {**container, "image": "example/fn:v1"}
             cpu.add(cadvisor, clock.counter(0.25), "_total")
             f[c.CADVISOR_MEMORY_WORKING_SET].add(cadvisor, 2**27)
-        for so in (f"{serving}-scaler-klmno",):
-            hpa = {"namespace": ns, c.KSM_HPA_LABEL: c.keda_hpa_name(so)}
-            target = {"scaletargetref_kind": "Deployment", "scaletargetref_name": workload}
-            f[c.KSM_HPA_INFO].add({**hpa, "scaletargetref_api_version": "apps/v1", **target}, 1)
-            f[c.KSM_HPA_DESIRED].add(hpa, 3)
-            f[c.KSM_HPA_MIN].add(hpa, 1)
-            f[c.KSM_HPA_MAX].add(hpa, 10)
-            keda = {
-                c.KEDA_NAMESPACE_LABEL: ns,
-                c.KEDA_SCALED_OBJECT_LABEL: so,
-                "scaler": "externalScaler",
-                "triggerIndex": "0",
-                "metric": "s0-concurrency",
-                "type": "scaledobject",
-            }
-            f[c.KEDA_SCALER_VALUE].add(keda, 30)
-            f[c.KEDA_SCALER_ACTIVE].add(keda, 1)
-            keda_errors.add(keda, clock.counter(0.1), "_total")
+        # Knative's KPA scales Knative functions: no HPA. Every other function gets KEDA's
+        # objects, even one that has none in a cluster (a cron function): its dashboard and
+        # rules must not read them
+        if s.function.runtime is not Runtime.KNATIVE:
+            keda_objects(ns, name, (3, 1, 10), 30, 0.1)
         f[c.SCALER_DESIRED_REPLICAS].add(ident, 3)
         f[c.SCALER_METRIC_VALUE].add({**ident, "metric": "concurrency"}, 30)
         f[c.SCALER_METRIC_TARGET].add({**ident, "metric": "concurrency"}, 10)
