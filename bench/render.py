@@ -42,7 +42,7 @@ def synthetic_manifests(n: int) -> str:
         elif i % 3 == 1:
             serving = {
                 "bindings": {"in": {"type": "bindings.kafka"}},
-                "triggers": {"inputs": [{"dapr": {"name": "in"}}]},
+                "triggers": {"dapr": [{"name": "in"}]},
                 "scaleOptions": {
                     "minReplicas": 0,
                     "maxReplicas": 20,
