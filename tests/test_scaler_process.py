@@ -148,6 +148,7 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
             "--prometheus-username and --prometheus-password-file go together",
         ),
         (["--max-staleness", "0"], "0.0 is not in the range x>0"),
+        (["--health-listen", "6001"], "--health-listen must be HOST:PORT (got '6001')"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:

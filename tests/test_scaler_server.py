@@ -16,10 +16,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ofobserve.conventions import SCALER_GRPC_SERVICE
 from ofobserve.scaler.config import ScalerConfig
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.server import TLS
 from ofobserve.scaler.sources import Signals
+from tests.support.prometheus import free_port
 from tests.support.scaler import Running, ScriptedSource, ref, running_scaler
 from tests.support.tools import require_tool
 
@@ -358,3 +360,32 @@ def test_mtls_refuses_a_client_without_a_certificate(pki: Path, source: Scripted
         )
         trusted = pb_grpc.ExternalScalerStub(grpc.secure_channel(scaler.address, client))
         assert trusted.GetMetricSpec(ref(), timeout=5).metricSpecs[0].metricName == METRIC
+
+
+def test_the_health_port_serves_probes_in_plaintext_and_nothing_else(
+    pki: Path, source: ScriptedSource
+) -> None:
+    """The kubelet's gRPC probe cannot speak TLS: ``--health-listen`` serves grpc.health.v1
+    alone in plaintext, while the ExternalScaler service stays behind mTLS."""
+    from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
+
+    tls = TLS(
+        (pki / "server.pem").read_bytes(),
+        (pki / "server.key").read_bytes(),
+        (pki / "ca.pem").read_bytes(),
+    )
+    probe_address = f"127.0.0.1:{free_port()}"
+    with running_scaler(source, tls=tls, health_listen=probe_address) as scaler:
+        probes = grpc.insecure_channel(probe_address)
+        health = health_pb2_grpc.HealthStub(probes)
+        for service in ("", SCALER_GRPC_SERVICE):
+            request = health_pb2.HealthCheckRequest(service=service)
+            answer = health.Check(request, timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.ExternalScalerStub(probes).GetMetricSpec(ref(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as caught:  # the main port refuses plaintext
+            plain = grpc.insecure_channel(scaler.address)
+            health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

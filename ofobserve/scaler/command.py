@@ -92,6 +92,13 @@ def _discovery(targets: str | None) -> Discovery:
     help="Address of the scaler's own /metrics.",
 )
 @click.option(
+    "--health-listen",
+    envvar="OFOBSERVE_HEALTH_LISTEN",
+    show_envvar=True,
+    help="Also serve grpc.health.v1 alone, in plaintext, on this address: for the "
+    "kubelet's gRPC probes, which cannot speak TLS (off unless given).",
+)
+@click.option(
     "--source",
     type=click.Choice(["prometheus", "direct"]),
     default="direct",
@@ -227,6 +234,8 @@ def scaler(**options: Any) -> None:  # fmt: skip
         raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
     if bool(o["prometheus_username"]) != bool(o["prometheus_password_file"]):
         raise click.UsageError("--prometheus-username and --prometheus-password-file go together")
+    if o["health_listen"]:
+        _host_port(o["health_listen"], "--health-listen")
     _logging(o["log_format"])
     registry = CollectorRegistry()
     metrics = ScalerMetrics(registry)
@@ -261,6 +270,13 @@ def scaler(**options: Any) -> None:  # fmt: skip
             _read_bytes(o["tls_client_ca"], "--tls-client-ca") if o["tls_client_ca"] else None,
         )
     try:
-        asyncio.run(serve(engine, metrics, o["listen"], tls=tls, grace=o["grace_period"]))
+        asyncio.run(serve(
+                engine,
+                metrics,
+                o["listen"],
+                tls=tls,
+                health_listen=o["health_listen"],
+                grace=o["grace_period"],
+            ))
     except RuntimeError as exc:  # grpc: the port cannot be bound
         raise click.ClickException(str(exc)) from None

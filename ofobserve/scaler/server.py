@@ -248,12 +248,17 @@ async def serve(
     listen: str,
     *,
     tls: TLS | None = None,
+    health_listen: str | None = None,
     grace: float = 10.0,
     ready: Callable[[int], None] = lambda port: None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop``): then NOT_SERVING, drain for ``grace``
-    seconds, stop the refresh loop and return."""
+    seconds, stop the refresh loop and return.
+
+    ``health_listen`` adds a plaintext port that serves ``grpc.health.v1`` alone: the
+    kubelet's native gRPC probe cannot speak TLS, and the ExternalScaler service must not
+    be reachable without it."""
     stopping = stop or asyncio.Event()
     server = grpc.aio.server()
     pb_grpc.add_ExternalScalerServicer_to_server(Scaler(engine, metrics, stopping), server)
@@ -266,19 +271,28 @@ async def serve(
         if tls
         else server.add_insecure_port(listen)
     )
+    servers = [server]
+    if health_listen:
+        probes = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health, probes)
+        health_port = probes.add_insecure_port(health_listen)
+        servers.append(probes)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stopping.set)
-    await server.start()
+    for each in servers:
+        await each.start()
     for name in ("", c.SCALER_GRPC_SERVICE):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     refresher = asyncio.create_task(engine.run(stopping))
     log.info("listening on %s (port %d)", listen, port)
+    if health_listen:
+        log.info("health checks in plaintext on %s (port %d)", health_listen, health_port)
     ready(port)
     await stopping.wait()
     log.info("stopping: health NOT_SERVING, draining for up to %g s", grace)
     await health.close()
-    await server.stop(grace)
+    await asyncio.gather(*(each.stop(grace) for each in servers))
     await refresher
     log.info("stopped")

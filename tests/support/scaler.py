@@ -76,6 +76,7 @@ def running_scaler(
     max_staleness: float = 60.0,
     interval: float = 0.05,
     tls: TLS | None = None,
+    health_listen: str | None = None,
     grace: float = 2.0,
 ) -> Iterator[Running]:
     registry = CollectorRegistry()
@@ -94,7 +95,14 @@ def running_scaler(
                 started.set()
 
             await serve(
-                engine, metrics, "127.0.0.1:0", tls=tls, grace=grace, ready=ready, stop=stop
+                engine,
+                metrics,
+                "127.0.0.1:0",
+                tls=tls,
+                health_listen=health_listen,
+                grace=grace,
+                ready=ready,
+                stop=stop,
             )
 
         try:
