@@ -50,8 +50,8 @@ def _read_bytes(path: str, flag: str) -> bytes:
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not port.isdigit():
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit():
         raise click.BadParameter(f"{flag} must be HOST:PORT (got {value!r})")
     return host.strip("[]") or "0.0.0.0", int(port)
 
