@@ -66,10 +66,9 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run([require_tool("openssl"), *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
-    d = tmp_path_factory.mktemp("pki")
+def make_pki(d: Path) -> Path:
+    """In ``d``: a CA, a server certificate for 127.0.0.1 and a client certificate, made by
+    openssl (``ca.pem``, ``server.pem``/``.key``, ``client.pem``/``.key``)."""
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ca",
              "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
     (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
@@ -80,6 +79,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "-CAcreateserial", "-days", "1", "-extfile", "san.cnf",
                  "-out", f"{name}.pem", cwd=d)  # fmt: skip
     return d
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")

@@ -212,3 +212,12 @@ def test_the_proto_states_keda_contract() -> None:
     }
     assert pb.DESCRIPTOR.GetOptions().go_package == ".;externalscaler"
     _ = time  # keep the import for eventually's clock
+
+
+def test_a_key_that_does_not_match_its_certificate_exits_1(pki: Path, tmp_path: Path) -> None:
+    targets = tmp_path / "targets.yaml"
+    targets.write_text("shop/fn: []\n")
+    result = run_cli("scaler", "--targets", str(targets), "--tls-cert", str(pki / "server.pem"),
+                     "--tls-key", str(pki / "client.key"))  # fmt: skip
+    assert result.exit_code == 1
+    assert "Error: --tls-cert/--tls-key/--tls-client-ca do not load:" in result.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import random
 import subprocess
 import threading
@@ -19,8 +21,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ofobserve.conventions import SCALER_GRPC_SERVICE
 from ofobserve.scaler.config import ScalerConfig
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
-from ofobserve.scaler.server import TLS
+from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from ofobserve.scaler.sources import Signals
+from ofobserve.scaler.tls import TLS
+from tests.conftest import make_pki
 from tests.support.prometheus import free_port
 from tests.support.scaler import Running, ScriptedSource, ref, running_scaler
 from tests.support.tools import require_tool
@@ -247,8 +251,6 @@ def test_stream_is_active_is_edge_triggered(scaler: Running, source: ScriptedSou
 
 def test_stream_is_active_scales_to_a_thousand_streams(scaler: Running) -> None:
     channel = grpc.insecure_channel(scaler.address)
-    from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
-
     stub = pb_grpc.ExternalScalerStub(channel)
     streams = [stub.StreamIsActive(ref(f"fn-{i}")) for i in range(1000)]
     first = [next(s).result for s in streams]
@@ -342,16 +344,10 @@ def test_metadata_fuzz_never_crashes(scaler: Running) -> None:
 
 
 def test_mtls_refuses_a_client_without_a_certificate(pki: Path, source: ScriptedSource) -> None:
-    tls = TLS(
-        (pki / "server.pem").read_bytes(),
-        (pki / "server.key").read_bytes(),
-        (pki / "ca.pem").read_bytes(),
-    )
+    tls = TLS(pki / "server.pem", pki / "server.key", pki / "ca.pem")
     with running_scaler(source, tls=tls) as scaler:
         ca = (pki / "ca.pem").read_bytes()
         anonymous = grpc.secure_channel(scaler.address, grpc.ssl_channel_credentials(ca))
-        from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
-
         with pytest.raises(grpc.RpcError) as caught:
             pb_grpc.ExternalScalerStub(anonymous).GetMetricSpec(ref(), timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -367,13 +363,7 @@ def test_the_health_port_serves_probes_in_plaintext_and_nothing_else(
 ) -> None:
     """The kubelet's gRPC probe cannot speak TLS: ``--health-listen`` serves grpc.health.v1
     alone in plaintext, while the ExternalScaler service stays behind mTLS."""
-    from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
-
-    tls = TLS(
-        (pki / "server.pem").read_bytes(),
-        (pki / "server.key").read_bytes(),
-        (pki / "ca.pem").read_bytes(),
-    )
+    tls = TLS(pki / "server.pem", pki / "server.key", pki / "ca.pem")
     probe_address = f"127.0.0.1:{free_port()}"
     with running_scaler(source, tls=tls, health_listen=probe_address) as scaler:
         probes = grpc.insecure_channel(probe_address)
@@ -385,7 +375,51 @@ def test_the_health_port_serves_probes_in_plaintext_and_nothing_else(
         with pytest.raises(grpc.RpcError) as caught:
             pb_grpc.ExternalScalerStub(probes).GetMetricSpec(ref(), timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        plain = grpc.insecure_channel(scaler.address)
         with pytest.raises(grpc.RpcError) as caught:  # the main port refuses plaintext
-            plain = grpc.insecure_channel(scaler.address)
             health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _client(pki: Path, address: str) -> pb_grpc.ExternalScalerStub:
+    credentials = grpc.ssl_channel_credentials(
+        (pki / "ca.pem").read_bytes(),
+        (pki / "client.key").read_bytes(),
+        (pki / "client.pem").read_bytes(),
+    )
+    return pb_grpc.ExternalScalerStub(grpc.secure_channel(address, credentials))
+
+
+def test_a_rotated_certificate_is_served_without_a_restart(
+    pki: Path, tmp_path: Path, source: ScriptedSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cert-manager rewrites the Secret and the kubelet swaps the files: the next
+    connection gets the new chain; a pair that does not load keeps the current one."""
+    (tmp_path / "renewed").mkdir()
+    renewed = make_pki(tmp_path / "renewed")
+    live = tmp_path / "live"
+    live.mkdir()
+
+    def install(cert: Path, key: Path, ca: Path) -> None:
+        for source_file, name in ((cert, "tls.crt"), (key, "tls.key"), (ca, "ca.crt")):
+            (live / f".{name}").write_bytes(source_file.read_bytes())
+            os.replace(live / f".{name}", live / name)
+
+    install(pki / "server.pem", pki / "server.key", pki / "ca.pem")
+    tls = TLS(live / "tls.crt", live / "tls.key", live / "ca.crt")
+    with running_scaler(source, tls=tls) as scaler:
+        assert _client(pki, scaler.address).GetMetricSpec(ref(), timeout=5).metricSpecs
+        install(renewed / "server.pem", renewed / "server.key", renewed / "ca.pem")
+        answer = _client(renewed, scaler.address).GetMetricSpec(ref(), timeout=5)
+        assert answer.metricSpecs[0].metricName == METRIC
+        with pytest.raises(grpc.RpcError) as caught:  # the old chain is no longer served
+            _client(pki, scaler.address).GetMetricSpec(ref(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        with caplog.at_level(logging.WARNING, logger="ofobserve.scaler"):
+            install(renewed / "server.pem", pki / "server.key", renewed / "ca.pem")
+            answer = _client(renewed, scaler.address).GetMetricSpec(ref(), timeout=5)
+        assert answer.metricSpecs[0].metricName == METRIC
+        assert any(
+            r.getMessage().startswith("TLS files changed but do not load, keeping the current")
+            for r in caplog.records
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,13 +41,6 @@ def _read(path: str | None, what: str) -> str | None:
         return Path(path).read_text().strip()
     except OSError as exc:
         raise click.ClickException(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
-def _read_bytes(path: str, flag: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise click.ClickException(f"{flag}: cannot read {path}: {exc.strerror}") from None
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
@@ -219,9 +213,10 @@ def scaler(**options: Any) -> None:  # fmt: skip
     """Run the KEDA external scaler (gRPC) that scales functions on concurrency and latency."""
     # grpc and the sources load only for this command, not for render.
     from ofobserve.scaler.engine import Engine
-    from ofobserve.scaler.server import TLS, serve
+    from ofobserve.scaler.server import serve
     from ofobserve.scaler.sources import DirectSource, PrometheusSource, Source
     from ofobserve.scaler.telemetry import ScalerMetrics
+    from ofobserve.scaler.tls import TLS
 
     o = options
     if o["source"] == "prometheus" and not o["prometheus_url"]:
@@ -264,19 +259,28 @@ def scaler(**options: Any) -> None:  # fmt: skip
     )
     tls = None
     if o["tls_cert"]:
-        tls = TLS(
-            _read_bytes(o["tls_cert"], "--tls-cert"),
-            _read_bytes(o["tls_key"], "--tls-key"),
-            _read_bytes(o["tls_client_ca"], "--tls-client-ca") if o["tls_client_ca"] else None,
-        )
+        client_ca = o["tls_client_ca"]
+        tls = TLS(Path(o["tls_cert"]), Path(o["tls_key"]), Path(client_ca) if client_ca else None)
+        try:
+            tls.load()
+        except ssl.SSLError as exc:
+            raise click.ClickException(
+                f"--tls-cert/--tls-key/--tls-client-ca do not load: {exc}"
+            ) from None
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot read TLS file {exc.filename}: {exc.strerror}"
+            ) from None
     try:
-        asyncio.run(serve(
+        asyncio.run(
+            serve(
                 engine,
                 metrics,
                 o["listen"],
                 tls=tls,
                 health_listen=o["health_listen"],
                 grace=o["grace_period"],
-            ))
+            )
+        )
     except RuntimeError as exc:  # grpc: the port cannot be bound
         raise click.ClickException(str(exc)) from None

@@ -14,7 +14,6 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -27,6 +26,7 @@ from ofobserve.scaler.engine import Engine, Unavailable
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from ofobserve.scaler.telemetry import ScalerMetrics
+from ofobserve.scaler.tls import TLS
 
 log = logging.getLogger("ofobserve.scaler")
 R = TypeVar("R")
@@ -224,22 +224,6 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                 last = status
             if closing:
                 return
-
-
-@dataclass(frozen=True)
-class TLS:
-    """PEM bytes: certificate, key, and the CA that client certificates must chain to."""
-
-    cert: bytes
-    key: bytes
-    client_ca: bytes | None = None
-
-    def credentials(self) -> grpc.ServerCredentials:
-        return grpc.ssl_server_credentials(
-            [(self.key, self.cert)],
-            root_certificates=self.client_ca,
-            require_client_auth=self.client_ca is not None,
-        )
 
 
 async def serve(
