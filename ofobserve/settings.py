@@ -104,12 +104,22 @@ class Alerting(_Section):
     runbook_base_url: str = "https://github.com/ofobserve/ofobserve/blob/main/docs/alerts.md#"
 
 
+class TriggerAuthenticationRef(_Section):
+    """A (Cluster)TriggerAuthentication made elsewhere, such as by the Helm chart."""
+
+    kind: Literal["ClusterTriggerAuthentication", "TriggerAuthentication"] = (
+        "ClusterTriggerAuthentication"
+    )
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+
+
 class Scaling(_Section):
     delivery: Literal["function-patch", "scaled-object"] = "function-patch"
     scaler_address: Annotated[str, Field(pattern=r"^[^\s:]+:[0-9]{1,5}$")] = (
         "ofobserve-scaler.ofobserve.svc:6000"
     )
     tls_secret: str = ""
+    trigger_authentication: TriggerAuthenticationRef | None = None
     fallback_replicas: Annotated[int, Field(ge=0)] | None = None
     target_concurrency: Seconds = 10.0
     target_utilization: Annotated[float, Field(gt=0, le=1)] = 0.7
@@ -123,6 +133,11 @@ class Scaling(_Section):
         lo, hi = self.min_replicas, self.max_replicas
         if lo is not None and hi is not None and hi < lo:
             raise ValueError(f"maxReplicas ({hi}) must be >= minReplicas ({lo})")
+        if self.tls_secret and self.trigger_authentication:
+            raise ValueError(
+                "give tlsSecret (a TriggerAuthentication per function) or "
+                "triggerAuthentication (one made by the chart), not both"
+            )
         return self
 
 

@@ -313,3 +313,44 @@ def test_bounds_land_where_v1beta2_reads_them() -> None:
     assert lone is not None
     options = lone["spec"]["serving"]["scaleOptions"]
     assert (options["minReplicas"], options["maxReplicas"]) == (1, 10)
+
+
+def test_the_charts_cluster_trigger_authentication_is_referred_to_by_kind(
+    kube_apiserver: KubeAPI,
+) -> None:
+    """With the chart's ClusterTriggerAuthentication, the trigger names it with its kind
+    (which the Function CRD keeps), and no per-function TriggerAuthentication is made."""
+    ref = {"kind": "ClusterTriggerAuthentication", "name": "ofobserve-scaler"}
+    subject = WIRED[0]
+    subject = Subject(
+        subject.function,
+        subject.settings.model_copy(
+            update={
+                "scaling": subject.settings.scaling.model_validate({"triggerAuthentication": ref})
+            }
+        ),
+    )
+    patch = build_scaling(subject)
+    assert patch is not None
+    [ours] = [t for t in patch["spec"]["serving"]["scaleOptions"]["keda"]["triggers"]
+              if t.get("name") == "ofobserve"]  # fmt: skip
+    assert ours["authenticationRef"] == ref
+    assert build_trigger_authentication(subject) is None
+    namespace = kube_apiserver.fresh_namespace("chart-auth")
+    f = subject.function
+    base = {
+        "apiVersion": f.api_version,
+        "kind": "Function",
+        "metadata": {"name": f.name, "namespace": namespace},
+        "spec": {"image": "example/fn:v1", "serving": {"triggers": {"dapr": [{"name": "in"}]}}},
+    }
+    kube_apiserver.apply_and_read_back(base)
+    stored = kube_apiserver.merge_patch("functions", namespace, f.name, {"spec": patch["spec"]})
+    assert dropped_fields(merge_patch(base, {"spec": patch["spec"]}), stored) == []
+
+
+def test_tls_secret_and_trigger_authentication_are_one_or_the_other() -> None:
+    with pytest.raises(ValueError, match="give tlsSecret .* or triggerAuthentication"):
+        SUBJECTS[0].settings.scaling.model_validate(
+            {"tlsSecret": "client", "triggerAuthentication": {"name": "ofobserve-scaler"}}
+        )

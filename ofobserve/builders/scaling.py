@@ -12,7 +12,9 @@ scaler is unavailable (KEDA 2.10's: ``failureThreshold`` and ``replicas`` only):
 - ``scaled-object``: a standalone ScaledObject ``ofobserve-<name>``; it needs the workload's
   generated name, so only with ``--from-cluster``.
 
-With ``scaling.tlsSecret`` a TriggerAuthentication hands KEDA the client certificate.
+With ``scaling.tlsSecret`` a TriggerAuthentication hands KEDA the client certificate; with
+``scaling.triggerAuthentication`` the trigger refers to one made elsewhere (the Helm chart's
+ClusterTriggerAuthentication).
 :func:`why_not_wired` names what is left out and why: Knative functions keep Knative's
 autoscaler, ``keda-http`` ones the HTTP add-on's, a cron function without a KEDA trigger
 keeps its fixed replicas, and a function OpenFunction already gives a ScaledObject gets no
@@ -82,8 +84,12 @@ def _trigger(subject: Subject) -> dict[str, Any]:
         "name": TRIGGER_NAME,
         "metadata": scaler_metadata(subject),
     }
-    if subject.settings.scaling.tls_secret:
+    s = subject.settings.scaling
+    if s.tls_secret:
         trigger["authenticationRef"] = {"name": auth_name(subject)}
+    elif s.trigger_authentication:
+        ref = s.trigger_authentication
+        trigger["authenticationRef"] = {"name": ref.name, "kind": ref.kind}
     return trigger
 
 
