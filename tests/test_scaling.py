@@ -350,7 +350,7 @@ def test_the_charts_cluster_trigger_authentication_is_referred_to_by_kind(
 
 
 def test_tls_secret_and_trigger_authentication_are_one_or_the_other() -> None:
-    with pytest.raises(ValueError, match="give tlsSecret .* or triggerAuthentication"):
+    with pytest.raises(ValueError, match=r"give tlsSecret .* or triggerAuthentication"):
         SUBJECTS[0].settings.scaling.model_validate(
             {"tlsSecret": "client", "triggerAuthentication": {"name": "ofobserve-scaler"}}
         )

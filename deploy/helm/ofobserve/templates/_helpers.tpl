@@ -1,0 +1,173 @@
+{{/* The chart's name, at most 63 characters. */}}
+{{- define "ofobserve.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name: the release name when it already holds the chart name. */}}
+{{- define "ofobserve.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The scaler's objects: Deployment, Service, ServiceAccount, certificates. */}}
+{{- define "ofobserve.scaler" -}}
+{{- printf "%s-scaler" (include "ofobserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ofobserve.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ofobserve.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: scaler
+{{- end }}
+
+{{- define "ofobserve.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "ofobserve.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ofobserve
+{{- end }}
+
+{{- define "ofobserve.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ofobserve.scaler" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ofobserve.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The direct source lists pods through the Kubernetes API; Prometheus needs no token. */}}
+{{- define "ofobserve.needsKubernetesAPI" -}}
+{{- if eq .Values.scaler.source "direct" }}true{{- end }}
+{{- end }}
+
+{{/* The Secret the scaler serves TLS from. */}}
+{{- define "ofobserve.tlsSecret" -}}
+{{- if eq .Values.tls.mode "secret" }}
+{{- required "tls.existingSecret is required with tls.mode: secret" .Values.tls.existingSecret }}
+{{- else }}
+{{- printf "%s-tls" (include "ofobserve.scaler" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret KEDA's client certificate is in (in KEDA's or each function namespace). */}}
+{{- define "ofobserve.clientSecret" -}}
+{{- if eq .Values.tls.mode "secret" }}
+{{- required "tls.existingClientSecret is required with tls.mode: secret and keda.triggerAuthentication.create (KEDA reads ca.crt from it, and tls.crt and tls.key with tls.mutual)" .Values.tls.existingClientSecret }}
+{{- else }}
+{{- printf "%s-client" (include "ofobserve.scaler" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "ofobserve.triggerAuthenticationName" -}}
+{{- default (include "ofobserve.scaler" .) .Values.keda.triggerAuthentication.name }}
+{{- end }}
+
+{{/* Namespaces of the namespaced TriggerAuthentications (and their client certificates). */}}
+{{- define "ofobserve.triggerAuthenticationNamespaces" -}}
+{{- $namespaces := .Values.keda.triggerAuthentication.namespaces | default .Values.watchNamespaces }}
+{{- if not $namespaces }}
+{{- fail "keda.triggerAuthentication.kind TriggerAuthentication needs keda.triggerAuthentication.namespaces (or watchNamespaces)" }}
+{{- end }}
+{{- toJson $namespaces }}
+{{- end }}
+
+{{/* Where KEDA reads the client certificate: its own namespace, or each function's. */}}
+{{- define "ofobserve.clientNamespaces" -}}
+{{- if eq .Values.keda.triggerAuthentication.kind "ClusterTriggerAuthentication" }}
+{{- toJson (list .Values.keda.namespace) }}
+{{- else }}
+{{- include "ofobserve.triggerAuthenticationNamespaces" . }}
+{{- end }}
+{{- end }}
+
+{{/* The Service's DNS names, for the server certificate. */}}
+{{- define "ofobserve.dnsNames" -}}
+{{- $svc := include "ofobserve.scaler" . }}
+{{- $ns := .Release.Namespace }}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain) }}
+{{- toYaml (concat $names .Values.tls.extraDnsNames) }}
+{{- end }}
+
+{{/* The issuer of the server and client certificates. */}}
+{{- define "ofobserve.issuerRef" -}}
+{{- if .Values.tls.certManager.issuerRef.name }}
+{{- toYaml .Values.tls.certManager.issuerRef }}
+{{- else }}
+name: {{ include "ofobserve.fullname" . }}-ca
+kind: ClusterIssuer
+group: cert-manager.io
+{{- end }}
+{{- end }}
+
+{{- define "ofobserve.pdbApiVersion" -}}
+{{- if or (.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) }}policy/v1{{- else }}policy/v1beta1{{- end }}
+{{- end }}
+
+{{/* Native gRPC probes are Kubernetes 1.24+; older clusters get a TCP probe of the same port. */}}
+{{- define "ofobserve.probe" -}}
+{{- if semverCompare ">=1.24-0" .context.Capabilities.KubeVersion.Version }}
+grpc:
+  port: {{ .context.Values.scaler.ports.health }}
+{{- else }}
+tcpSocket:
+  port: health
+{{- end }}
+periodSeconds: {{ .probe.periodSeconds }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- end }}
+
+{{/* The scaler's command line; every value maps to one flag. */}}
+{{- define "ofobserve.scalerArgs" -}}
+{{- $s := .Values.scaler -}}
+- scaler
+- --listen=0.0.0.0:{{ $s.ports.grpc }}
+- --metrics-listen=0.0.0.0:{{ $s.ports.metrics }}
+- --health-listen=0.0.0.0:{{ $s.ports.health }}
+- --source={{ $s.source }}
+{{- if eq $s.source "prometheus" }}
+- --prometheus-url={{ $s.prometheus.url }}
+{{- if $s.prometheus.bearerTokenSecret.name }}
+- --prometheus-bearer-token-file=/etc/ofobserve/prometheus-token/token
+{{- end }}
+{{- if $s.prometheus.basicAuth.username }}
+- --prometheus-username={{ $s.prometheus.basicAuth.username }}
+- --prometheus-password-file=/etc/ofobserve/prometheus-password/password
+{{- end }}
+{{- if $s.prometheus.caConfigMap.name }}
+- --prometheus-ca-file=/etc/ofobserve/prometheus-ca/ca.crt
+{{- end }}
+{{- end }}
+- --rate-window={{ $s.rateWindow }}
+- --refresh-interval={{ $s.refreshInterval }}
+- --max-staleness={{ $s.maxStaleness }}
+- --grace-period={{ $s.gracePeriod }}
+- --log-format={{ $s.logFormat }}
+{{- if ne .Values.tls.mode "none" }}
+- --tls-cert=/etc/ofobserve/tls/tls.crt
+- --tls-key=/etc/ofobserve/tls/tls.key
+{{- if .Values.tls.mutual }}
+- --tls-client-ca=/etc/ofobserve/tls/ca.crt
+{{- end }}
+{{- end }}
+{{- range $s.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}

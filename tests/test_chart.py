@@ -1,0 +1,509 @@
+"""The Helm chart (deploy/helm/ofobserve): lint, every value set's objects against the
+Kubernetes and CRD schemas, the restricted Pod Security profile, least-privilege RBAC, the
+golden output, its own alerts in promtool, and install / upgrade / uninstall on the real
+Kubernetes API server (1.20; no pod ever runs there: no kubelet, scheduler or controllers)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from ofobserve.settings import Settings
+from tests.support.chart import (
+    CHART,
+    GOLDEN,
+    GOLDEN_KUBE_VERSION,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    VALUE_SETS,
+    objects,
+    run_helm,
+    standin_crds,
+    standin_schema,
+    template,
+    values_args,
+)
+from tests.support.crds import validate_custom_resource
+from tests.support.kube import KubeAPI, dropped_fields
+from tests.support.pruning import pruned_paths
+from tests.support.tools import REPO, require_tool
+
+SETS = sorted(VALUE_SETS)
+CORE_GROUPS = ("v1", "apps/", "policy/", "rbac.authorization.k8s.io/", "networking.k8s.io/")
+
+
+@pytest.fixture(scope="module")
+def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("helm-home")
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: str, helm_home: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(value set, Kubernetes version) -> the chart's objects."""
+    return {
+        (name, version): objects(template(helm, helm_home, name, version))
+        for name in SETS
+        for version in KUBE_VERSIONS
+    }
+
+
+def _core(obj: dict[str, Any]) -> bool:
+    api = obj["apiVersion"]
+    return api == "v1" or api.startswith(CORE_GROUPS[1:])
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']} {meta.get('namespace', '-')}/{meta['name']}"
+
+
+# --- lint and schema ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", SETS)
+def test_helm_lint_strict_is_clean(helm: str, helm_home: Path, value_set: str) -> None:
+    result = run_helm(helm, helm_home, "lint", "--strict", str(CHART), *values_args(value_set))
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout
+    assert "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize("value_set", SETS)
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_every_object_validates(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str, version: str
+) -> None:
+    """Core kinds against Kubernetes' own OpenAPI schemas (strict: unknown fields fail);
+    custom resources against the upstream CRDs or the stand-ins, failing on pruned fields."""
+    found = rendered[(value_set, version)]
+    assert found
+    for obj in found:
+        if _core(obj):
+            kubernetes_validate.validate(obj, version, strict=True)
+            continue
+        schema = standin_schema(obj["apiVersion"], obj["kind"])
+        if schema is None:
+            validate_custom_resource(obj)
+        else:
+            jsonschema.Draft7Validator(schema).validate(obj)
+            assert pruned_paths(obj, schema) == [], _name(obj)
+
+
+def test_values_outside_the_schema_are_refused(helm: str, helm_home: Path) -> None:
+    cases = {
+        ("--set", "scaler.replicas=0"): "scaler.replicas: Must be greater than or equal to 1",
+        ("--set", "scaler.sorce=direct"): "scaler: Additional property sorce is not allowed",
+        ("--set", "tls.mode=manual"): "tls.mode: tls.mode must be one of the following",
+        ("--set", "scaler.source=prometheus"): (
+            "scaler.prometheus.url is required with scaler.source: prometheus"
+        ),
+        ("--set", "tls.mode=secret"): "tls.existingSecret is required with tls.mode: secret",
+        ("--set", "keda.triggerAuthentication.kind=TriggerAuthentication"): (
+            "keda.triggerAuthentication.kind TriggerAuthentication needs "
+            "keda.triggerAuthentication.namespaces (or watchNamespaces)"
+        ),
+        ("--set", "tls.certManager.issuerRef.name=mine", "--set",
+         "tls.certManager.issuerRef.kind=Issuer"): (
+            "tls.certManager.issuerRef must be a ClusterIssuer"
+        ),
+    }  # fmt: skip
+    for args, message in cases.items():
+        result = run_helm(helm, helm_home, "template", RELEASE, str(CHART), *args, check=False)
+        assert result.returncode == 1, args
+        assert message in result.stderr, (args, result.stderr)
+
+
+# --- security ---------------------------------------------------------------------------------
+
+
+def _pod_specs(found: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for obj in found:
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield _name(obj), obj["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("value_set", SETS)
+def test_every_pod_meets_the_restricted_pod_security_profile(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str
+) -> None:
+    found = rendered[(value_set, GOLDEN_KUBE_VERSION)]
+    pods = list(_pod_specs(found))
+    assert pods
+    for name, pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == 65532, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(flag), (name, flag)
+        assert all("hostPath" not in v for v in pod.get("volumes", [])), name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["runAsNonRoot"] is True, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert context.get("privileged", False) is False, name
+            assert container["resources"]["requests"]["memory"], name
+            assert container["resources"]["limits"]["memory"], name
+            assert container["livenessProbe"], name
+            assert container["readinessProbe"], name
+        # the Kubernetes API token only where the direct source lists pods
+        wants_api = "--source=direct" in pod["containers"][0]["args"]
+        assert pod["automountServiceAccountToken"] is wants_api, name
+
+
+@pytest.mark.parametrize("value_set", SETS)
+def test_rbac_grants_exactly_listing_pods_and_never_a_wildcard(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str
+) -> None:
+    found = rendered[(value_set, GOLDEN_KUBE_VERSION)]
+    roles = [o for o in found if o["kind"] in ("Role", "ClusterRole")]
+    direct = any("--source=direct" in pod["containers"][0]["args"] for _, pod in _pod_specs(found))
+    watched = VALUE_SETS[value_set] and yaml.safe_load(VALUE_SETS[value_set].read_text()).get(
+        "watchNamespaces"
+    )
+    if not direct:
+        assert roles == []
+        return
+    if watched:
+        assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(watched)
+        assert {r["kind"] for r in roles} == {"Role"}
+    else:
+        assert [r["kind"] for r in roles] == ["ClusterRole"]
+    for role in roles:
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+        text = json.dumps(role["rules"])
+        assert "*" not in text
+
+
+def test_the_network_policy_admits_only_keda_and_monitoring(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    [policy] = [
+        o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if o["kind"] == "NetworkPolicy"
+    ]
+    rules = policy["spec"]["ingress"]
+    admitted = {
+        rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: [
+            p["port"] for p in rule["ports"]
+        ]
+        for rule in rules
+    }
+    assert admitted == {"keda": ["grpc"], "monitoring": ["metrics"]}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert not any(o["kind"] == "NetworkPolicy" for o in rendered[("minimal", GOLDEN_KUBE_VERSION)])
+
+
+# --- what the chart wires together -------------------------------------------------------------
+
+
+def test_the_server_certificate_covers_the_address_render_writes(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    """render's default ``scalerAddress`` is the chart's default Service, and its host is a
+    SAN of the server certificate: KEDA's gRPC client checks the host it dials."""
+    found = rendered[("defaults", GOLDEN_KUBE_VERSION)]
+    address = Settings().scaling.scaler_address
+    host, port = address.rsplit(":", 1)
+    [service] = [o for o in found if o["kind"] == "Service"]
+    assert f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc" == host
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "grpc": int(port),
+        "metrics": 9100,
+    }
+    certificates = [o for o in found if o["kind"] == "Certificate"]
+    [server] = [o for o in certificates if "server auth" in o["spec"].get("usages", [])]
+    assert host in server["spec"]["dnsNames"]
+    [auth] = [o for o in found if o["kind"] == "ClusterTriggerAuthentication"]
+    assert auth["metadata"]["name"] == "ofobserve-scaler"
+    [client] = [o for o in certificates if "client auth" in o["spec"].get("usages", [])]
+    assert client["metadata"]["namespace"] == "keda"  # where KEDA reads a CTA's Secrets
+    secrets = {ref["name"] for ref in auth["spec"]["secretTargetRef"]}
+    assert secrets == {client["spec"]["secretName"]}
+    params = {ref["parameter"]: ref["key"] for ref in auth["spec"]["secretTargetRef"]}
+    assert params == {"caCert": "ca.crt", "tlsClientCert": "tls.crt", "tlsClientKey": "tls.key"}
+
+
+def test_probes_and_the_disruption_budget_follow_the_cluster_version(
+    helm: str, helm_home: Path
+) -> None:
+    """Native gRPC probes from 1.24 (a TCP probe of the same port before); policy/v1 from 1.21."""
+
+    def deployment_and_pdb(version: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        found = objects(template(helm, helm_home, "defaults", version))
+        [deploy] = [o for o in found if o["kind"] == "Deployment"]
+        [pdb] = [o for o in found if o["kind"] == "PodDisruptionBudget"]
+        return deploy["spec"]["template"]["spec"]["containers"][0], pdb
+
+    container, pdb = deployment_and_pdb("1.24.0")
+    assert container["livenessProbe"]["grpc"] == {"port": 6001}
+    assert container["readinessProbe"]["grpc"] == {"port": 6001}
+    assert pdb["apiVersion"] == "policy/v1"
+    container, pdb = deployment_and_pdb("1.20.2")
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "health"}
+    assert pdb["apiVersion"] == "policy/v1beta1"
+    assert "--health-listen=0.0.0.0:6001" in container["args"]
+
+
+def test_termination_grace_covers_the_scalers_drain(helm: str, helm_home: Path) -> None:
+    found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION,
+                             "--set-json", "scaler.gracePeriod=22.5"))  # fmt: skip
+    [deploy] = [o for o in found if o["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    assert "--grace-period=22.5" in pod["containers"][0]["args"]
+    assert pod["terminationGracePeriodSeconds"] == 28
+
+
+def test_the_dashboards_are_the_committed_render_output(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    """Sidecar ConfigMaps by default, GrafanaDashboards on request, both carrying the JSON
+    that scripts/chart_files.py took from ``ofobserve render`` (its drift test is below)."""
+    files = CHART / "files" / "dashboards"
+    maps = [o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if o["kind"] == "ConfigMap"]
+    by_key = {key: value for m in maps for key, value in m["data"].items()}
+    assert json.loads(by_key["overview.json"]) == json.loads((files / "overview.json").read_text())
+    assert json.loads(by_key["scaler.json"]) == json.loads((files / "scaler.json").read_text())
+    assert all(m["metadata"]["labels"]["grafana_dashboard"] == "1" for m in maps)
+    operator = rendered[("grafana-operator", GOLDEN_KUBE_VERSION)]
+    boards = [o for o in operator if o["kind"] == "GrafanaDashboard"]
+    assert sorted(b["metadata"]["name"] for b in boards) == [
+        "ofobserve-overview",
+        "ofobserve-scaler",
+    ]
+    assert {b["metadata"]["namespace"] for b in boards} == {"grafana"}
+
+
+def test_the_chart_files_match_render() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "chart_files.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_fluent_bit_config_tails_the_watched_namespaces(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], fluent_bit: str, tmp_path: Path
+) -> None:
+    found = rendered[("watch-namespaces", GOLDEN_KUBE_VERSION)]
+    [config_map] = [o for o in found if o["metadata"]["name"] == "ofobserve-fluent-bit"]
+    text = config_map["data"]["fluent-bit.yaml"]
+    [tail] = [i for i in yaml.safe_load(text)["pipeline"]["inputs"] if i["name"] == "tail"]
+    assert tail["path"] == (
+        "/var/log/containers/*_shop_function-*.log,/var/log/containers/*_media_function-*.log"
+    )
+    config = tmp_path / "fluent-bit.yaml"
+    config.write_text(text)
+    result = subprocess.run([fluent_bit, "--dry-run", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_scalers_own_alerts_pass_promtool(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], promtool: str, tmp_path: Path
+) -> None:
+    [rule] = [
+        o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if o["kind"] == "PrometheusRule"
+    ]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {
+        "OfobserveScalerDown",
+        "OfobserveScalerReplicaDown",
+        "OfobserveScalerSourceStale",
+        "OfobserveScalerSourceErrors",
+        "OfobserveScalerRPCErrors",
+    }
+    full = tmp_path / "full.yaml"
+    full.write_text(yaml.safe_dump(rule["spec"]))
+    # the unit tests look at when each alert fires and its labels; `check` reads the rest
+    bare = [{**r, "annotations": {}} for g in rule["spec"]["groups"] for r in g["rules"]]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "t", "rules": bare}]}))
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(yaml.safe_dump(_alert_tests()))
+    for command in (["check", "rules", str(full)], ["test", "rules", str(tests)]):
+        result = subprocess.run([promtool, *command], capture_output=True, text=True,
+                                cwd=tmp_path, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _series(name: str, values: str, **labels: str) -> dict[str, str]:
+    selector = ",".join(f'{k}="{v}"' for k, v in {"job": "ofobserve-scaler", **labels}.items())
+    return {"series": f"{name}{{{selector}}}", "values": values}
+
+
+def _fires(at: str, alert: str, **labels: str) -> dict[str, Any]:
+    expected = [{"exp_labels": labels}] if labels else []
+    return {"eval_time": at, "alertname": alert, "exp_alerts": expected}
+
+
+def _alert_tests() -> dict[str, Any]:
+    """promtool unit tests: each alert fires on the series that mean trouble, and not before."""
+    handled = "grpc_server_handled_total"
+    return {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    _series("up", "1x3 0x10", instance="a"),
+                    _series("up", "1x20", instance="b"),
+                    _series("ofobserve_scaler_sample_age_seconds", "1x3 120x10",
+                            namespace="shop", function="fn"),
+                    _series(handled, "0+60x20", grpc_method="GetMetrics", grpc_code="OK"),
+                    _series(handled, "0x3 0+30x16", grpc_method="GetMetrics",
+                            grpc_code="UNAVAILABLE"),
+                ],
+                "alert_rule_test": [
+                    _fires("3m", "OfobserveScalerReplicaDown"),
+                    _fires("12m", "OfobserveScalerReplicaDown", severity="warning",
+                           job="ofobserve-scaler", instance="a"),
+                    _fires("12m", "OfobserveScalerDown"),
+                    _fires("12m", "OfobserveScalerSourceStale", severity="warning",
+                           namespace="shop", function="fn"),
+                    _fires("2m", "OfobserveScalerRPCErrors"),
+                    _fires("14m", "OfobserveScalerRPCErrors", severity="warning",
+                           grpc_method="GetMetrics"),
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [_series("up", "0x10", instance="a")],
+                "alert_rule_test": [
+                    _fires("4m", "OfobserveScalerDown"),
+                    _fires("6m", "OfobserveScalerDown", severity="critical"),
+                ],
+            },
+        ],
+    }  # fmt: skip
+
+
+# --- golden -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", SETS)
+def test_the_golden_output_matches(helm: str, helm_home: Path, value_set: str) -> None:
+    """``helm template`` of each value set equals tests/golden/chart/<set>.yaml (regenerate
+    with ``.venv/bin/python scripts/chart_files.py``)."""
+    golden = GOLDEN / f"{value_set}.yaml"
+    assert template(helm, helm_home, value_set, GOLDEN_KUBE_VERSION) == golden.read_text()
+
+
+# --- a real API server ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_apiserver: KubeAPI) -> KubeAPI:
+    """The session's API server with the stand-in CRDs and the namespaces the chart writes to."""
+    for crd in standin_crds():
+        kube_apiserver.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    kube_apiserver.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        *(f"crd/{crd['metadata']['name']}" for crd in standin_crds()),
+    )  # fmt: skip
+    for namespace in ("keda", "cert-manager", "monitoring", "shop", "media", NAMESPACE):
+        kube_apiserver.ensure_namespace(namespace)
+    return kube_apiserver
+
+
+def _helm_on(cluster: KubeAPI, helm: str, home: Path, *args: str) -> str:
+    return run_helm(helm, home, "--kubeconfig", str(cluster.kubeconfig), *args).stdout
+
+
+def _stored(cluster: KubeAPI, obj: dict[str, Any]) -> dict[str, Any] | None:
+    namespace = obj["metadata"].get("namespace")
+    kind = obj["kind"].lower()
+    group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+    resource = f"{kind}.{group}" if group and group not in ("apps", "v1") else kind
+    args = [resource, obj["metadata"]["name"], *(["-n", namespace] if namespace else [])]
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    stored: dict[str, Any] = json.loads(result.stdout)
+    return stored
+
+
+def _release(cluster: KubeAPI, helm: str, home: Path) -> list[dict[str, Any]]:
+    return objects(_helm_on(cluster, helm, home, "get", "manifest", RELEASE, "-n", NAMESPACE))
+
+
+def _can(cluster: KubeAPI, verb: str, resource: str, namespace: str) -> bool:
+    account = f"system:serviceaccount:{NAMESPACE}:ofobserve-scaler"
+    result = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace,
+                             f"--as={account}", check=False)  # fmt: skip
+    return result.stdout.strip() == "yes"
+
+
+def test_install_upgrade_and_uninstall_on_the_real_api_server(
+    cluster: KubeAPI, helm: str, helm_home: Path
+) -> None:
+    require_tool("kubectl")
+    chart = str(CHART)
+    # install: defaults (cert-manager chain, ClusterTriggerAuthentication, ClusterRole)
+    _helm_on(cluster, helm, helm_home, "install", RELEASE, chart, "-n", NAMESPACE)
+    installed = _release(cluster, helm, helm_home)
+    assert {o["kind"] for o in installed} >= {
+        "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+        "PodDisruptionBudget", "NetworkPolicy", "Certificate", "ClusterIssuer",
+        "ClusterTriggerAuthentication", "ServiceMonitor", "PrometheusRule", "ConfigMap",
+    }  # fmt: skip
+    for obj in installed:
+        stored = _stored(cluster, obj)
+        assert stored is not None, _name(obj)
+        if obj["kind"] == "Deployment":
+            # 1.20 has no gRPC probes: the chart asked for a TCP probe, and it was kept
+            container = stored["spec"]["template"]["spec"]["containers"][0]
+            assert container["livenessProbe"]["tcpSocket"] == {"port": "health"}
+        if obj["kind"] == "PodDisruptionBudget":
+            assert stored["apiVersion"] == "policy/v1beta1"
+        assert dropped_fields(obj, stored) == [], _name(obj)
+    assert _can(cluster, "list", "pods", "shop")
+    assert not _can(cluster, "get", "secrets", "shop")
+    assert not _can(cluster, "watch", "pods", "shop")
+
+    # upgrade: certificates from existing Secrets, three replicas
+    _helm_on(cluster, helm, helm_home, "upgrade", RELEASE, chart, "-n", NAMESPACE,
+             *values_args("existing-secret"))  # fmt: skip
+    upgraded = _release(cluster, helm, helm_home)
+    assert not [o for o in upgraded if o["kind"] in ("Certificate", "ClusterIssuer")]
+    for gone in (o for o in installed if o["kind"] in ("Certificate", "ClusterIssuer")):
+        assert _stored(cluster, gone) is None, _name(gone)
+    [deploy] = [o for o in upgraded if o["kind"] == "Deployment"]
+    stored = _stored(cluster, deploy)
+    assert stored is not None
+    assert stored["spec"]["replicas"] == 3
+    volumes = stored["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "ofobserve-scaler-tls-manual",
+                                      "defaultMode": 420}} in volumes  # fmt: skip
+
+    # upgrade: two watched namespaces, a Role in each instead of the ClusterRole
+    _helm_on(cluster, helm, helm_home, "upgrade", RELEASE, chart, "-n", NAMESPACE,
+             *values_args("watch-namespaces"))  # fmt: skip
+    watched = _release(cluster, helm, helm_home)
+    assert sorted(o["metadata"]["namespace"] for o in watched if o["kind"] == "Role") == [
+        "media", "shop"
+    ]  # fmt: skip
+    assert _can(cluster, "list", "pods", "shop")
+    assert not _can(cluster, "list", "pods", "keda")
+    for obj in watched:
+        stored = _stored(cluster, obj)
+        assert stored is not None, _name(obj)
+        assert dropped_fields(obj, stored) == [], _name(obj)
+
+    # uninstall: nothing of the release is left
+    _helm_on(cluster, helm, helm_home, "uninstall", RELEASE, "-n", NAMESPACE)
+    for obj in installed + upgraded + watched:
+        assert _stored(cluster, obj) is None, _name(obj)
