@@ -1,6 +1,7 @@
 """Write the chart's fleet artifacts from ``ofobserve render`` output. Does I/O.
 
-It also writes the golden ``helm template`` output of each value set that
+It also writes the chart README's table of values, from the ``# --`` comment above each
+key of values.yaml (a scalar key without one is an error), and the golden ``helm template`` output of each value set that
 tests/test_chart.py compares with (tests/golden/chart/, made with the helm in .tools/bin).
 
 The overview and scaler dashboards, and the fleet Fluent Bit and OpenTelemetry Collector
@@ -16,6 +17,7 @@ so it is stored as ``@@FUNCTION_LOG_PATHS@@`` and the chart fills it in from
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -65,6 +67,56 @@ def build() -> dict[Path, str]:
     return files
 
 
+VALUES = REPO / "deploy" / "helm" / "ofobserve" / "values.yaml"
+README = REPO / "deploy" / "helm" / "ofobserve" / "README.md"
+TABLE_START, TABLE_END = "<!-- values:start -->", "<!-- values:end -->"
+
+
+def values_table() -> str:
+    """One row per documented key of values.yaml: key, default (as JSON), description."""
+    defaults = yaml.safe_load(VALUES.read_text())
+    rows, stack, comment = [], [], []  # stack: (indent, key)
+    whole = None  # indent of a documented key whose children it documents as a whole
+    for number, line in enumerate(VALUES.read_text().splitlines(), 1):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if whole is not None and stripped and indent > whole:
+            continue
+        whole = None
+        if stripped.startswith("# --"):
+            comment = [stripped.removeprefix("# --").strip()]
+            continue
+        if stripped.startswith("#") and comment:
+            comment.append(stripped.removeprefix("#").strip())
+            continue
+        if not stripped or stripped.startswith(("#", "-")) or ":" not in stripped:
+            comment = [] if not stripped else comment
+            continue
+        key, _, rest = stripped.partition(":")
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = [k for _, k in stack] + [key]
+        if comment:
+            value = defaults
+            for part in path:
+                value = value[part]
+            shown = json.dumps(value, separators=(", ", ": "))
+            rows.append(f"| `{'.'.join(path)}` | `{shown}` | {' '.join(comment)} |")
+            comment = []
+            whole = indent
+        elif rest.strip() and not rest.strip().startswith("#"):
+            raise SystemExit(f"{VALUES}:{number}: {'.'.join(path)} has no '# --' comment")
+        stack.append((indent, key))
+    return "\n".join(["| Key | Default | Description |", "| --- | --- | --- |", *rows])
+
+
+def readme() -> dict[Path, str]:
+    text = README.read_text()
+    head, _, rest = text.partition(TABLE_START + "\n")
+    _, _, tail = rest.partition(TABLE_END)
+    return {README: f"{head}{TABLE_START}\n{values_table()}\n{TABLE_END}{tail}"}
+
+
 def goldens() -> dict[Path, str]:
     """``helm template`` of every value set (run after the files above are in place)."""
     helm = str(REPO / ".tools" / "bin" / "helm")
@@ -83,7 +135,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     stale = []
-    for produce in (build, goldens):
+    for produce in (build, readme, goldens):
         for path, text in produce().items():
             current = path.read_text() if path.exists() else None
             if current == text:
