@@ -3,6 +3,10 @@
 Data goes to stdout, notes and the summary to stderr. Exit codes: 0 success, 1 invalid
 input or drift, 2 usage error. Every option can also be set by an ``OFOBSERVE_*``
 environment variable, shown in ``--help``.
+
+The renderers and the settings models load inside the commands that use them, so that
+``ofobserve scaler`` runs with the scaler's dependencies only (deploy/image); there, the
+other commands say in one line that they need the full install.
 """
 
 from __future__ import annotations
@@ -12,26 +16,18 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
 from ofobserve import __version__
 from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput, ToolMissing
-from ofobserve.loading import build_functions, load_config, load_inputs, resolve_subjects
-from ofobserve.output import compare_tree, write_tree
-from ofobserve.render import (
-    GROUP_NAMES,
-    Artifact,
-    Format,
-    render_fleet,
-    render_subject,
-    skip_reasons,
-)
 from ofobserve.scaler.command import scaler
-from ofobserve.serialize import serialize_stream, serialize_tree
-from ofobserve.settings import Settings, fleet_settings
-from ofobserve.subject import Subject
+
+if TYPE_CHECKING:
+    from ofobserve.render import Artifact, Format
+    from ofobserve.settings import Settings
+    from ofobserve.subject import Subject
 
 log = logging.getLogger("ofobserve")
 T = TypeVar("T")
@@ -39,6 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_AFTER_SECONDS = 1.0
 #: Functions named per reason under the summary table.
 SUMMARY_NAMES = 3
+FULL_INSTALL = "pip install ofobserve"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -76,6 +73,42 @@ class _NoteFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "note" if record.levelno == logging.INFO else record.levelname.lower()
         return f"{level}: {record.getMessage()}"
+
+
+@contextlib.contextmanager
+def _full_install() -> Iterator[None]:
+    """Around the imports of a command's library: where only the scaler's dependencies are
+    installed (deploy/image), a missing one is one line on stderr and exit 1."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] == "ofobserve":
+            raise
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command_path if ctx is not None else "ofobserve"
+        click.echo(
+            f"error: {command} needs the full install ({exc.name} is missing): {FULL_INSTALL}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+class _GroupChoice(click.Choice[str]):
+    """``render --only``: the artifact groups, read from ofobserve.render only when render
+    parses or shows its options, so that no other command imports the renderers."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        with _full_install():
+            from ofobserve.render import GROUP_NAMES
+        return GROUP_NAMES
+
+    @choices.setter
+    def choices(self, _value: tuple[str, ...]) -> None:
+        """Ignored: the groups are render's."""
 
 
 def _input_options(command: F) -> F:
@@ -125,6 +158,9 @@ def _load(
         raise click.UsageError("--namespace only applies with --from-cluster")
     if not from_cluster and not paths:
         raise click.UsageError("no input: give PATHS (files, directories or -) or --from-cluster")
+    with _full_install():
+        from ofobserve.loading import build_functions, load_config, load_inputs, resolve_subjects
+        from ofobserve.settings import fleet_settings
     if not from_cluster:
         config, subjects = load_inputs(paths, config_path, strict=strict)
         return subjects, fleet_settings(config)
@@ -162,7 +198,7 @@ def _load(
     "--only",
     "groups",
     multiple=True,
-    type=click.Choice(GROUP_NAMES),
+    type=_GroupChoice(),
     envvar="OFOBSERVE_ONLY",
     show_envvar=True,
     help="Render only these artifact groups (repeatable). Default: all.",
@@ -190,6 +226,10 @@ def render(
     """
     if check and output == "-":
         raise click.UsageError("--check compares against a directory; it cannot use -o -")
+    with _full_install():
+        from ofobserve.output import compare_tree, write_tree
+        from ofobserve.render import GROUP_NAMES, render_fleet, render_subject
+        from ofobserve.serialize import serialize_stream, serialize_tree
     with _errors():
         subjects, fleet = _load(paths, config_path, from_cluster, namespace)
         chosen = groups or GROUP_NAMES
@@ -320,6 +360,8 @@ def _summary(
     subjects: Sequence[Subject], artifacts: Sequence[Artifact], groups: Sequence[str]
 ) -> None:
     """Functions x artifact groups, on stderr (suppressed by --quiet)."""
+    from ofobserve.render import skip_reasons
+
     if not log.isEnabledFor(logging.INFO):
         return
     made = {(a.function, a.group) for a in artifacts}

@@ -4,28 +4,30 @@ Does I/O once configured: spans go to an OTLP endpoint (gRPC by default, ``http/
 on request). Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is
 set, and then :func:`setup` returns ``None`` and costs nothing. Also: W3C ``traceparent``
 extraction from HTTP headers and CloudEvents, and a JSON log formatter carrying
-``trace_id``/``span_id``.
+``trace_id``/``span_id``. OpenTelemetry loads on first use: the scaler formats its logs with
+:class:`JSONLogFormatter` and runs without it (deploy/image does not install it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import sys
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:
+    from opentelemetry import context as otel_context
+    from opentelemetry.propagators.textmap import Getter
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 log = logging.getLogger("ofobserve.tracing")
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 PROTOCOL_VARS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 PROTOCOLS = ("grpc", "http/protobuf")
-_PROPAGATOR = TraceContextTextMapPropagator()
 _provider: Any = None
 
 
@@ -81,6 +83,7 @@ def setup(function: str = "", env: Mapping[str, str] | None = None) -> Any:
     configured = endpoint(env)
     if configured is None:
         return None
+    from opentelemetry import trace
     from opentelemetry.sdk.resources import OTELResourceDetector, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -122,18 +125,26 @@ def _exporter(url: str, protocol: str) -> Any:
     return HTTPSpanExporter(endpoint=url.rstrip("/") + path)
 
 
-class _MappingGetter(Getter[Any]):
-    """Reads a carrier that is a mapping, a headers object, or a CloudEvent."""
+@functools.cache
+def _propagation() -> tuple[TraceContextTextMapPropagator, Getter[Any]]:
+    """The W3C propagator and a getter for any carrier, built on first use."""
+    from opentelemetry.propagators.textmap import Getter
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    def get(self, carrier: Any, key: str) -> list[str] | None:
-        for name in (key, f"ce-{key}", f"ce_{key}"):
-            value = _lookup(carrier, name)
-            if value is not None:
-                return [value]
-        return None
+    class MappingGetter(Getter[Any]):
+        """Reads a carrier that is a mapping, a headers object, or a CloudEvent."""
 
-    def keys(self, carrier: Any) -> list[str]:
-        return list(carrier.keys()) if hasattr(carrier, "keys") else []
+        def get(self, carrier: Any, key: str) -> list[str] | None:
+            for name in (key, f"ce-{key}", f"ce_{key}"):
+                value = _lookup(carrier, name)
+                if value is not None:
+                    return [value]
+            return None
+
+        def keys(self, carrier: Any) -> list[str]:
+            return list(carrier.keys()) if hasattr(carrier, "keys") else []
+
+    return TraceContextTextMapPropagator(), MappingGetter()
 
 
 def _lookup(carrier: Any, key: str) -> str | None:
@@ -160,16 +171,16 @@ def _attributes(carrier: Any) -> Any:
     return get() if callable(get) else None
 
 
-_GETTER = _MappingGetter()
-
-
 def extract(*carriers: Any) -> otel_context.Context | None:
     """The remote parent from the first carrier with a ``traceparent`` (HTTP headers, a
     CloudEvent or its ``ce-`` headers), else ``None``."""
+    from opentelemetry import trace
+
+    propagator, getter = _propagation()
     for carrier in carriers:
         if carrier is None:
             continue
-        ctx = _PROPAGATOR.extract(carrier, getter=_GETTER)
+        ctx = propagator.extract(carrier, getter=getter)
         if trace.get_current_span(ctx).get_span_context().is_valid:
             return ctx
     return None
@@ -177,6 +188,10 @@ def extract(*carriers: Any) -> otel_context.Context | None:
 
 def current_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) in hex of the active sampled span, or ``None``."""
+    if "opentelemetry.trace" not in sys.modules:
+        return None  # no span can be active: nothing has loaded OpenTelemetry's API
+    from opentelemetry import trace
+
     span_context = trace.get_current_span().get_span_context()
     if not span_context.is_valid:
         return None
