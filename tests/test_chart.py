@@ -178,6 +178,10 @@ def test_rbac_grants_exactly_listing_pods_and_never_a_wildcard(
     if watched:
         assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(watched)
         assert {r["kind"] for r in roles} == {"Role"}
+        # and the scaler refuses the other namespaces by name instead of failing to list
+        [(_, pod)] = list(_pod_specs(found))
+        flags = [a for a in pod["containers"][0]["args"] if a.startswith("--watch-namespace=")]
+        assert flags == [f"--watch-namespace={n}" for n in watched]
     else:
         assert [r["kind"] for r in roles] == ["ClusterRole"]
     for role in roles:

@@ -423,3 +423,26 @@ def test_a_rotated_certificate_is_served_without_a_restart(
             r.getMessage().startswith("TLS files changed but do not load, keeping the current")
             for r in caplog.records
         )
+
+
+def test_a_namespace_outside_watch_namespace_is_refused_on_every_rpc(
+    source: ScriptedSource,
+) -> None:
+    """The chart's RBAC covers the watched namespaces only: say so at once, by name."""
+    with running_scaler(source, namespaces=frozenset({"shop", "media"})) as scaler:
+        stub = scaler.stub()
+        assert stub.GetMetricSpec(ref(), timeout=5).metricSpecs[0].metricName == METRIC
+        other = ref(namespace="jobs")
+        message = "namespace 'jobs' is not watched by this scaler (--watch-namespace: media, shop)"
+        calls = [
+            lambda: stub.GetMetricSpec(other, timeout=5),
+            lambda: stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=other), timeout=5),
+            lambda: stub.IsActive(other, timeout=5),
+            lambda: next(stub.StreamIsActive(other, timeout=5)),
+            lambda: next(stub.StreamMetricSpec(other, timeout=5)),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert caught.value.details() == message

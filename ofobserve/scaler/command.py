@@ -93,6 +93,15 @@ def _discovery(targets: str | None) -> Discovery:
     "kubelet's gRPC probes, which cannot speak TLS (off unless given).",
 )
 @click.option(
+    "--watch-namespace",
+    "watch_namespaces",
+    multiple=True,
+    envvar="OFOBSERVE_WATCH_NAMESPACES",
+    show_envvar=True,
+    help="Serve functions in this namespace only (repeat it; the env var takes a "
+    "space-separated list). Others are refused with FAILED_PRECONDITION. Default: all.",
+)
+@click.option(
     "--source",
     type=click.Choice(["prometheus", "direct"]),
     default="direct",
@@ -279,6 +288,7 @@ def scaler(**options: Any) -> None:  # fmt: skip
                 o["listen"],
                 tls=tls,
                 health_listen=o["health_listen"],
+                namespaces=frozenset(o["watch_namespaces"]),
                 grace=o["grace_period"],
             )
         )

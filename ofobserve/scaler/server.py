@@ -78,10 +78,30 @@ def _unary(
 
 
 class Scaler(pb_grpc.ExternalScalerServicer):
-    def __init__(self, engine: Engine, metrics: ScalerMetrics, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: ScalerMetrics,
+        stopping: asyncio.Event,
+        namespaces: frozenset[str] = frozenset(),
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.stopping = stopping
+        self.namespaces = namespaces
+
+    def _config(self, ref: pb.ScaledObjectRef) -> ScalerConfig:
+        """The metadata, validated; a function outside ``--watch-namespace`` is refused at
+        once (its pods could not be listed: the RBAC covers the watched namespaces only)."""
+        config = _config(ref)
+        if self.namespaces and config.namespace not in self.namespaces:
+            watched = ", ".join(sorted(self.namespaces))
+            raise _Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"namespace {config.namespace!r} is not watched by this scaler "
+                f"(--watch-namespace: {watched})",
+            )
+        return config
 
     def _spec(self, config: ScalerConfig) -> pb.GetMetricSpecResponse:
         return pb.GetMetricSpecResponse(
@@ -101,7 +121,7 @@ class Scaler(pb_grpc.ExternalScalerServicer):
     async def GetMetricSpec(  # noqa: N802 (gRPC's names)
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricSpecResponse:
-        config = _config(request)
+        config = self._config(request)
         self.engine.register(config)  # start reading it; the spec itself needs no data
         return self._spec(config)
 
@@ -109,7 +129,7 @@ class Scaler(pb_grpc.ExternalScalerServicer):
     async def GetMetrics(  # noqa: N802
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
-        config = _config(request.scaledObjectRef)
+        config = self._config(request.scaledObjectRef)
         value = (await self._decide(config)).value
         name = request.metricName or config.metric_name
         return pb.GetMetricsResponse(
@@ -122,7 +142,7 @@ class Scaler(pb_grpc.ExternalScalerServicer):
     async def IsActive(  # noqa: N802
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.IsActiveResponse:
-        return pb.IsActiveResponse(result=(await self._decide(_config(request))).active)
+        return pb.IsActiveResponse(result=(await self._decide(self._config(request))).active)
 
     async def StreamIsActive(  # noqa: N802
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
@@ -131,7 +151,7 @@ class Scaler(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            config = _config(request)
+            config = self._config(request)
             entry = await self.engine.ensure(config)
             queue = self.engine.subscribe(entry)
             stop = asyncio.ensure_future(self.stopping.wait())
@@ -165,7 +185,7 @@ class Scaler(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            config = _config(request)
+            config = self._config(request)
             self.engine.register(config)
             yield self._spec(config)
             await self.stopping.wait()
@@ -233,6 +253,7 @@ async def serve(
     *,
     tls: TLS | None = None,
     health_listen: str | None = None,
+    namespaces: frozenset[str] = frozenset(),
     grace: float = 10.0,
     ready: Callable[[int], None] = lambda port: None,
     stop: asyncio.Event | None = None,
@@ -245,7 +266,9 @@ async def serve(
     be reachable without it."""
     stopping = stop or asyncio.Event()
     server = grpc.aio.server()
-    pb_grpc.add_ExternalScalerServicer_to_server(Scaler(engine, metrics, stopping), server)
+    pb_grpc.add_ExternalScalerServicer_to_server(
+        Scaler(engine, metrics, stopping, namespaces), server
+    )
     health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = (c.SCALER_GRPC_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)

@@ -77,6 +77,7 @@ def running_scaler(
     interval: float = 0.05,
     tls: TLS | None = None,
     health_listen: str | None = None,
+    namespaces: frozenset[str] = frozenset(),
     grace: float = 2.0,
 ) -> Iterator[Running]:
     registry = CollectorRegistry()
@@ -100,6 +101,7 @@ def running_scaler(
                 "127.0.0.1:0",
                 tls=tls,
                 health_listen=health_listen,
+                namespaces=namespaces,
                 grace=grace,
                 ready=ready,
                 stop=stop,

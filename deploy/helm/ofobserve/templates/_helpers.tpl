@@ -160,6 +160,9 @@ failureThreshold: {{ .probe.failureThreshold }}
 - --max-staleness={{ $s.maxStaleness }}
 - --grace-period={{ $s.gracePeriod }}
 - --log-format={{ $s.logFormat }}
+{{- range .Values.watchNamespaces }}
+- --watch-namespace={{ . }}
+{{- end }}
 {{- if ne .Values.tls.mode "none" }}
 - --tls-cert=/etc/ofobserve/tls/tls.crt
 - --tls-key=/etc/ofobserve/tls/tls.key
