@@ -1,8 +1,9 @@
 """Write the chart's fleet artifacts from ``ofobserve render`` output. Does I/O.
 
 It also writes the chart README's table of values, from the ``# --`` comment above each
-key of values.yaml (a scalar key without one is an error), and the golden ``helm template`` output of each value set that
-tests/test_chart.py compares with (tests/golden/chart/, made with the helm in .tools/bin).
+key of values.yaml (a scalar key without one is an error), and the golden ``helm template``
+output of each value set that tests/test_chart.py compares with (tests/golden/chart/, made
+with the helm in .tools/bin).
 
 The overview and scaler dashboards, and the fleet Fluent Bit and OpenTelemetry Collector
 configurations, are rendered with the default settings and stored under
