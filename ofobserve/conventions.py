@@ -168,9 +168,20 @@ KSM_DEPLOYMENT_UNAVAILABLE: Final = "kube_deployment_status_replicas_unavailable
 #: kube-state-metrics' name for the ``ofobserve.io/function`` label (needs the allowlist
 #: ``--metric-labels-allowlist=deployments=[ofobserve.io/function]``).
 KSM_FUNCTION_LABEL: Final = "label_ofobserve_io_function"
+#: KEDA's per-scaler error counter comes in two generations, both labelled ``namespace``
+#: (the ScaledObject's), ``scaledObject``, ``scaler``, ``metric`` and an index
+#: (``scalerIndex`` in older releases, ``triggerIndex`` and ``type`` in current ones):
+#: ``keda_scaler_errors`` from 2.9 to 2.16 (kedacore/keda ``pkg/prommetrics/prommetrics.go``,
+#: later ``pkg/metricscollector/prommetrics.go``) and ``keda_scaler_detail_errors_total``
+#: from 2.14; 2.14-2.16 export both. ``keda_scaler_errors_total`` (up to 2.16) is no help:
+#: it has no labels at all.
 KEDA_SCALER_ERRORS: Final = "keda_scaler_detail_errors_total"
+KEDA_SCALER_ERRORS_LEGACY: Final = "keda_scaler_errors"
 KEDA_NAMESPACE_LABEL: Final = "exported_namespace"
 KEDA_SCALED_OBJECT_LABEL: Final = "scaledObject"
+#: The labels that tell one scaler's series apart in both generations (the index label
+#: changed its name, so it is not one of them).
+KEDA_SCALER_SERIES: Final = (KEDA_NAMESPACE_LABEL, KEDA_SCALED_OBJECT_LABEL, "scaler", "metric")
 
 # --- the ofobserve scaler's own metrics (labels ``namespace``, ``function``) ----------------------
 SCALER_SAMPLE_AGE_SECONDS: Final = "ofobserve_scaler_sample_age_seconds"

@@ -4,7 +4,10 @@ Every field its API server prunes (:mod:`ofobserve.function_fields`) gets one wa
 with the v1beta2 spelling when the field is an older form that ofobserve reads by intent
 (:mod:`ofobserve.manifests`), else the closest declared name. One more warning is about a
 kept field that does not do what it reads like: ``triggers.inputs`` without
-``triggers.dapr`` makes a sync function.
+``triggers.dapr`` makes a sync function. Two more are about what ofobserve cannot observe
+as the manifest stands: an async ``StatefulSet`` workload (the replica rules and panels read
+Deployments only), and a KEDA-HTTP function without ``scaleOptions.keda`` (OpenFunction
+then makes no HTTPScaledObject).
 """
 
 from __future__ import annotations
@@ -23,6 +26,20 @@ KEDA_TRIGGERS = "spec.serving.scaleOptions.keda.triggers"
 INPUTS_ONLY = (
     "without spec.serving.triggers.dapr, OpenFunction adds triggers.http (port 8080) and runs "
     "the function as a sync Knative function (its defaulting webhook)."
+)
+
+STATEFULSET = (
+    "a StatefulSet workload: ofobserve's replica recordings and the alerts on them "
+    "(FunctionReplicasUnavailable, FunctionAtMaxReplicas, FunctionMetricsAbsent), the HPA "
+    "mapping behind the KEDA panels and FunctionScalerErrors' KEDA branch, the Replicas "
+    "panel and the ofobserve scaler's ready replicas read kube-state-metrics' Deployment "
+    "series only, so they stay empty for this function"
+)
+NO_HTTP_SCALED_OBJECT = (
+    "missing: without it OpenFunction creates no HTTPScaledObject and no Ingress for a "
+    "triggers.http.engine: keda function, so the interceptor has no route to it and KEDA "
+    "never scales it; its dashboard's KEDA panels and FunctionScalerErrors' KEDA branch stay "
+    "empty (render leaves them out only with --from-cluster)"
 )
 
 Advice = Callable[[re.Match[str], Function, Mapping[str, Any]], str]
@@ -134,6 +151,26 @@ def lint_function(doc: Mapping[str, Any], where: Location, function: Function) -
                 f"{INPUTS_ONLY} For an async function write {dapr_triggers(function)} instead",
             )
         )
+    if version == "v1beta2":
+        found += _unobserved(doc, where, function)
+    return found
+
+
+def _unobserved(doc: Mapping[str, Any], where: Location, function: Function) -> list[Problem]:
+    """What ofobserve cannot see of a v1beta2 Function as written."""
+    serving = _serving(doc)
+    found = []
+    # only the async runtime honours workloadType (OpenFunction's Knative and KEDA-HTTP
+    # servings always make a Knative Service or a Deployment)
+    if function.runtime is Runtime.ASYNC and serving.get("workloadType") == "StatefulSet":
+        found.append(Problem(where.at("spec.serving.workloadType"), STATEFULSET))
+    scale = serving.get("scaleOptions")
+    # OpenFunction/OpenFunction pkg/core/serving/kedahttp/servingrun.go createScaler: "No
+    # keda scaleOptions found, no need to create scaler"
+    if function.runtime is Runtime.KEDA_HTTP and not (
+        isinstance(scale, Mapping) and scale.get("keda") is not None
+    ):
+        found.append(Problem(where.at("spec.serving.scaleOptions.keda"), NO_HTTP_SCALED_OBJECT))
     return found
 
 

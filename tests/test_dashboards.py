@@ -8,6 +8,7 @@ scaler, loads every function's recording rules, then runs every target of every 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import subprocess
@@ -26,18 +27,31 @@ from ofobserve.builders.dashboards import (
     build_dashboard_resource,
     function_dashboard,
 )
-from ofobserve.builders.fleet_dashboards import overview, scaler
+from ofobserve.builders.fleet_dashboards import (
+    INFO_VALUE_FIELD,
+    overview,
+    overview_json,
+    scaler,
+    scaler_json,
+)
 from ofobserve.builders.grafana_delivery import dashboard_text
 from ofobserve.builders.rules import build_rule_groups
 from ofobserve.builders.scaling import why_not_wired
 from ofobserve.grafana import DashboardSpec, build_dashboard_json
 from ofobserve.loading import load_config, load_subjects
+from ofobserve.model import ClusterRefs, Runtime
 from ofobserve.settings import fleet_settings
 from ofobserve.subject import Subject
 from tests.conftest import EXAMPLE_CONFIG, EXAMPLES
 from tests.support.dashboard_lint import lint, panels
-from tests.support.exporters import Clock, Exporters, StaticFamilies
-from tests.support.fleet import fleet_families, profile_families
+from tests.support.exporters import Clock, Exporters, Family, StaticFamilies
+from tests.support.fleet import (
+    KEDA_GENERATIONS,
+    fleet_families,
+    keda_generation,
+    kube_state_families,
+    profile_families,
+)
 from tests.support.prometheus import PrometheusServer
 
 SUBJECTS = load_subjects([str(EXAMPLES)], str(EXAMPLE_CONFIG))
@@ -47,7 +61,12 @@ SPECS: dict[str, DashboardSpec] = {
     c.OVERVIEW_DASHBOARD_UID: overview(FLEET),
     c.SCALER_DASHBOARD_UID: scaler(FLEET),
 }
-DASHBOARDS = {uid: build_dashboard_json(spec) for uid, spec in SPECS.items()}
+DASHBOARDS = {
+    **{uid: build_dashboard_json(spec) for uid, spec in SPECS.items()},
+    # what render writes for the fleet (the overview's JSON is touched up after building)
+    c.OVERVIEW_DASHBOARD_UID: overview_json(FLEET),
+    c.SCALER_DASHBOARD_UID: scaler_json(FLEET),
+}
 RATE_WINDOW = "10s"  # what $__rate_interval stands for: ten 1 s scrapes
 
 # Panels whose data can legitimately be absent in the fixture: (dashboard uid, panel title).
@@ -268,6 +287,80 @@ def test_the_overview_hides_the_uid_column_without_excluding_it() -> None:
     assert hidden == [[{"id": "custom.hidden", "value": True}]]
 
 
+def test_every_value_column_of_the_overview_is_named_or_excluded() -> None:
+    """Merged, each instant query's value is a field ``Value #<refId>``: every one is a
+    named column or excluded, so no raw ``Value #F`` (the uid info query's constant 1)
+    shows in the table."""
+    table = next(p for p in panels(DASHBOARDS[c.OVERVIEW_DASHBOARD_UID]) if p["type"] == "table")
+    named = {
+        o["matcher"]["options"]
+        for o in table["fieldConfig"]["overrides"]
+        if any(prop["id"] == "displayName" for prop in o["properties"])
+    }
+    excluded = {
+        name
+        for t in table["transformations"]
+        for name, gone in t.get("options", {}).get("excludeByName", {}).items()
+        if gone
+    }
+    values = {f"Value #{t['refId']}" for t in table["targets"]}
+    assert INFO_VALUE_FIELD == "Value #F"
+    assert values - named == {INFO_VALUE_FIELD}
+    assert INFO_VALUE_FIELD in excluded
+    assert not named & excluded
+
+
+def test_the_fleet_dashboards_render_writes_are_the_tested_ones() -> None:
+    from ofobserve.builders.fleet_dashboards import build_overview_file
+
+    json_delivery = FLEET.model_copy(
+        update={"grafana": FLEET.grafana.model_copy(update={"delivery": "json"})}
+    )
+    assert build_overview_file(SUBJECTS, json_delivery) == overview_json(json_delivery)
+    assert overview_json(FLEET) != build_dashboard_json(overview(FLEET))  # the exclusion
+
+
+def _keda_http(refs: ClusterRefs) -> Subject:
+    subject = next(s for s in SUBJECTS if s.profile == c.PROFILE_KEDA_HTTP)
+    return Subject(dataclasses.replace(subject.function, refs=refs), subject.settings)
+
+
+def test_keda_panels_leave_a_keda_http_function_without_an_http_scaled_object() -> None:
+    """OpenFunction makes the HTTPScaledObject only with scaleOptions.keda (kedahttp
+    servingrun.go createScaler): read from the cluster without one, nothing scales the
+    function, and no HPA or KEDA panel is left that could only be empty."""
+    without = _keda_http(ClusterRefs(serving="serving-abcde", workload="serving-abcde-dep"))
+    assert _shape(_scaling(without)) == _expected_scaling(ours=False, keda=False)
+    scaled = _keda_http(
+        ClusterRefs(serving="serving-abcde", http_scaled_object="serving-abcde-scaler-fghij")
+    )
+    assert _shape(_scaling(scaled)) == _expected_scaling(ours=False, keda=True)
+
+
+def test_the_keda_http_instance_variable_reads_the_interceptor_series() -> None:
+    """The interceptor's own ``up`` has neither the function's namespace nor ``function``."""
+    for subject in SUBJECTS:
+        f = subject.function
+        [variable] = function_dashboard(subject).variables
+        if subject.profile == c.PROFILE_KEDA_HTTP:
+            assert variable.query.startswith("label_values(interceptor_request_count_total{")
+        else:
+            assert variable.query.startswith("label_values(up{"), f.qualified_name
+
+
+def test_knative_queue_depth_panels_say_why_they_can_be_empty() -> None:
+    for subject in SUBJECTS:
+        row = next(
+            (r for r in function_dashboard(subject).rows if r.title.startswith("Concurrency")),
+            None,
+        )
+        if row is None:
+            continue
+        for panel in row.panels:
+            noted = "containerConcurrency is 1 or more" in panel.description
+            assert noted is (subject.profile == c.PROFILE_KNATIVE), panel.title
+
+
 def test_a_link_to_an_excluded_field_is_caught() -> None:
     dashboard = copy.deepcopy(DASHBOARDS[c.OVERVIEW_DASHBOARD_UID])
     table = next(p for p in panels(dashboard) if p["type"] == "table")
@@ -286,22 +379,28 @@ def test_a_link_to_an_excluded_field_is_caught() -> None:
 def fleet(
     prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
+    """Every example function's profile series; the fleet exporters, with kube-state-metrics
+    scraped twice (two instances, as in an HA pair or during a rollout: every query must
+    reduce them before a join); the keda-http functions' series as their PodMonitor makes
+    them: the shared interceptor is the target (its ``up`` carries the interceptor's
+    namespace and no ``function``), and only its series get the function's identity."""
     workdir = tmp_path_factory.mktemp("dashboards")
     clock = Clock()
     exporters, jobs, rule_files = Exporters(), [], []
     for i, subject in enumerate(SUBJECTS):
         registry = CollectorRegistry()
-        registry.register(StaticFamilies(profile_families(subject, clock)))
         f = subject.function
+        target = {"namespace": f.namespace, "function": f.name}
+        families = profile_families(subject, clock)
+        if subject.profile == c.PROFILE_KEDA_HTTP:
+            families = [_with_labels(family, target) for family in families]
+            target = {"namespace": subject.settings.monitoring.keda_http_namespace}
+        registry.register(StaticFamilies(families))
         jobs.append(
             {
                 "job_name": f"fn-{i}",
-                "static_configs": [
-                    {
-                        "targets": [exporters.serve(registry)],
-                        "labels": {"namespace": f.namespace, "function": f.name},
-                    }
-                ],
+                "honor_labels": subject.profile == c.PROFILE_KEDA_HTTP,
+                "static_configs": [{"targets": [exporters.serve(registry)], "labels": target}],
             }
         )
         path = workdir / f"{f.namespace}-{f.name}.yaml"
@@ -316,6 +415,15 @@ def fleet(
             "static_configs": [{"targets": [exporters.serve(registry)]}],
         }
     )
+    second = CollectorRegistry()
+    second.register(StaticFamilies(kube_state_families(SUBJECTS, clock)))
+    jobs.append(
+        {
+            "job_name": "kube-state-metrics-b",
+            "honor_labels": True,
+            "static_configs": [{"targets": [exporters.serve(second)]}],
+        }
+    )
     prometheus.configure(jobs, rule_files)
     try:
         prometheus.wait_for(f"count(count_over_time(up[30s]) >= 12) == {len(jobs)}", timeout=60)
@@ -327,6 +435,25 @@ def fleet(
     finally:
         exporters.close()
         prometheus.configure([])
+
+
+def _with_labels(family: Family, labels: dict[str, str]) -> Family:
+    """``family`` with ``labels`` on every sample (what a metric relabelling adds)."""
+    return Family(
+        family.name, family.type, [(n, {**lab, **labels}, v) for n, lab, v in family.samples]
+    )
+
+
+def test_the_fixture_feeds_every_keda_generation() -> None:
+    """The KEDA error panels are proven against each generation of KEDA's counter."""
+    scaled = {name for name, (_ours, keda) in AUTOSCALERS.items() if keda}
+    # fleet_families gives KEDA objects to every function that is not a Knative one
+    with_objects = [
+        s.function.qualified_name for s in SUBJECTS if s.function.runtime is not Runtime.KNATIVE
+    ]
+    assert scaled <= set(with_objects)
+    found = {keda_generation(i) for i, name in enumerate(with_objects) if name in scaled}
+    assert found == set(KEDA_GENERATIONS)
 
 
 @pytest.mark.prometheus

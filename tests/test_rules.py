@@ -3,8 +3,10 @@ output, CRD validation, the recording rules evaluated by the real Prometheus, la
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from ofobserve import conventions as c
 from ofobserve.alerts import runbook_markdown
 from ofobserve.builders.rules import build_rule_groups
 from ofobserve.errors import Location
-from ofobserve.model import DaprIO, Function, Runtime
+from ofobserve.model import ClusterRefs, DaprIO, Function, Runtime
 from ofobserve.settings import Settings
 from ofobserve.subject import Subject
 from tests.support.exporters import Clock, Exporters, Family, StaticFamilies
@@ -143,7 +145,12 @@ def test_runbooks_are_generated_from_the_catalogue() -> None:
 # --- the recording rules in the real Prometheus ----------------------------------------------
 
 
-def _subject(case: str) -> Subject:
+PROFILE_DAPR_CASE = "dapr"
+
+
+def _subject(case: str, label: str = "") -> Subject:
+    """The function of a profile scenario, its series told apart by ``case=<label>`` (by
+    default the scenario's name)."""
     scenario = next(s for s in SCENARIOS if s.name == case)
     profile = scenario.profile.name
     runtime = Runtime.ASYNC if profile == c.PROFILE_DAPR else Runtime.KNATIVE
@@ -164,7 +171,7 @@ def _subject(case: str) -> Subject:
         {
             "profile": profile,
             "knativeMetrics": "otel" if case == "knative-otel" else "opencensus",
-            "monitoring": {"extraMatchers": {"case": case}},
+            "monitoring": {"extraMatchers": {"case": label or case}},
         }
     )
     return Subject(function, settings)
@@ -180,11 +187,10 @@ KSM_HPA_INFO = "kube_horizontalpodautoscaler_info"
 
 
 def _kube_state(clock: Clock) -> list[Family]:
-    """kube-state-metrics and KEDA as OpenFunction's objects make them: the function's
-    Deployment; the dapr-proxy Deployment with the same label (OpenFunction copies
-    spec.serving.labels onto it); KEDA's HPA of the function, of another function's
-    Deployment and one of the proxy; KEDA's errors of the function's ScaledObject (0.1/s),
-    of the other function's (5/s) and of one of the same name in another namespace (7/s)."""
+    """kube-state-metrics as OpenFunction's objects make it: the function's Deployment; the
+    dapr-proxy Deployment with the same label (OpenFunction copies spec.serving.labels onto
+    it); KEDA's HPA of the function, of another function's Deployment and one of the
+    proxy."""
     owned = {"namespace": "shop", "deployment": OWN_DEPLOYMENT}
     proxy = {"namespace": "shop", "deployment": PROXY_DEPLOYMENT}
     other = {"namespace": "shop", "deployment": "serving-y-deployment-v1-yyyyy"}
@@ -207,62 +213,101 @@ def _kube_state(clock: Clock) -> list[Family]:
             },
             1,
         )
-    errors = Family(c.KEDA_SCALER_ERRORS.removesuffix("_total"), "counter")
-    for namespace, name, rate in (
-        ("shop", SCALED_OBJECT, 0.1),
-        ("shop", DECOY_SCALED_OBJECT, 5),
-        ("elsewhere", SCALED_OBJECT, 7),
-    ):
-        keda = {
-            "namespace": "keda",  # the operator's own: its target's namespace
-            c.KEDA_NAMESPACE_LABEL: namespace,
-            c.KEDA_SCALED_OBJECT_LABEL: name,
-            "scaler": "kafkaScaler",
-            "triggerIndex": "0",
-            "metric": "s0-kafka-orders",
-            "type": "scaledobject",
-        }
-        errors.add(keda, clock.counter(rate), "_total")
+    del clock
     return [
         labels,
         hpa,
-        errors,
         Family(c.KSM_DEPLOYMENT_SPEC_REPLICAS, "gauge").add(owned, 3).add(proxy, 1),
         Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge").add(owned, 2).add(proxy, 1),
         Family(c.KSM_DEPLOYMENT_UNAVAILABLE, "gauge").add(owned, 1).add(proxy, 1),
     ]
 
 
+#: KEDA's per-scaler error counters by release (kedacore/keda ``pkg/prommetrics/
+#: prommetrics.go`` up to 2.11, ``pkg/metricscollector/prommetrics.go`` since): 2.10-2.13
+#: only ``keda_scaler_errors`` (index label ``scalerIndex``), 2.14-2.16 that and
+#: ``keda_scaler_detail_errors_total`` with the same labels, 2.17 on only the latter.
+KEDA_COUNTERS = {
+    "2.10": ((c.KEDA_SCALER_ERRORS_LEGACY, "", "scalerIndex"),),
+    "2.14": (
+        (c.KEDA_SCALER_ERRORS_LEGACY, "", "triggerIndex"),
+        (c.KEDA_SCALER_ERRORS.removesuffix("_total"), "_total", "triggerIndex"),
+    ),
+}
+
+
+def _keda(clock: Clock, release: str) -> list[Family]:
+    """KEDA's errors of the function's ScaledObject (0.1/s), of another function's (5/s)
+    and of one of the same name in another namespace (7/s), as ``release`` exports them."""
+    families = []
+    for name, suffix, index in KEDA_COUNTERS[release]:
+        errors = Family(name, "counter")
+        for namespace, scaled_object, rate in (
+            ("shop", SCALED_OBJECT, 0.1),
+            ("shop", DECOY_SCALED_OBJECT, 5),
+            ("elsewhere", SCALED_OBJECT, 7),
+        ):
+            keda = {
+                "namespace": "keda",  # the operator's own: its target's namespace
+                c.KEDA_NAMESPACE_LABEL: namespace,
+                c.KEDA_SCALED_OBJECT_LABEL: scaled_object,
+                "scaler": "kafkaScaler",
+                index: "0",
+                "metric": "s0-kafka-orders",
+            }
+            if index == "triggerIndex":
+                keda["type"] = "scaledobject"
+            errors.add(keda, clock.counter(rate), suffix)
+        families.append(errors)
+    return families
+
+
+#: A case beyond the profiles' scenarios: the dapr function again, its KEDA at 2.10 (what
+#: OpenFunction pins), which exports only ``keda_scaler_errors``.
+KEDA_210 = "keda-2.10"
+CASES = [*(s.name for s in SCENARIOS), KEDA_210]
+
+
 @pytest.fixture(scope="module")
 def recorded(
     prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PrometheusServer, dict[str, list[dict[str, Any]]]]]:
-    """Every profile's exporter (plus kube-state-metrics series) scraped as its own job with
-    a ``case`` label, and every profile's rules loaded, told apart by that extra matcher."""
+    """Every profile's exporter (plus kube-state-metrics and KEDA 2.14 series) scraped as its
+    own job with a ``case`` label, and every profile's rules loaded, told apart by that
+    extra matcher; the ``keda-2.10`` case is the dapr one with KEDA 2.10's counter. Every
+    case's kube-state-metrics series are scraped a second time, as a second instance
+    exports them (HA, or during a rollout)."""
     workdir = tmp_path_factory.mktemp("rules")
     clock = Clock()
     exporters, jobs, rule_files, groups = Exporters(), [], [], {}
     collectors = []
-    for scenario in SCENARIOS:
-        registry = CollectorRegistry()
-        collectors.append(StaticFamilies(scenario.families(clock) + _kube_state(clock)))
-        registry.register(collectors[-1])
-        address = exporters.serve(registry)
-        jobs.append(
-            {
-                "job_name": scenario.name,
-                "honor_labels": True,
-                "static_configs": [{"targets": [address], "labels": {"case": scenario.name}}],
-            }
-        )
-        groups[scenario.name] = build_rule_groups(_subject(scenario.name))
-        path = workdir / f"{scenario.name}.yaml"
-        path.write_text(yaml.safe_dump({"groups": groups[scenario.name]}))
+    for case in CASES:
+        profile_case = PROFILE_DAPR_CASE if case == KEDA_210 else case
+        scenario = next(s for s in SCENARIOS if s.name == profile_case)
+        release = "2.10" if case == KEDA_210 else "2.14"
+        for job, families in (
+            (case, scenario.families(clock) + _kube_state(clock) + _keda(clock, release)),
+            (f"{case}-ksm-b", _kube_state(clock)),
+        ):
+            registry = CollectorRegistry()
+            collectors.append(StaticFamilies(families))
+            registry.register(collectors[-1])
+            address = exporters.serve(registry)
+            jobs.append(
+                {
+                    "job_name": job,
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [address], "labels": {"case": case}}],
+                }
+            )
+        groups[case] = build_rule_groups(_subject(scenario.name, case))
+        path = workdir / f"{case}.yaml"
+        path.write_text(yaml.safe_dump({"groups": groups[case]}))
         rule_files.append(str(path))
     prometheus.configure(jobs, rule_files)
     try:
-        for scenario in SCENARIOS:
-            prometheus.wait_for(f'count_over_time(up{{job="{scenario.name}"}}[30s]) >= 7')
+        for job in jobs:
+            prometheus.wait_for(f'count_over_time(up{{job="{job["job_name"]}"}}[30s]) >= 7')
         yield prometheus, groups
     finally:
         _go_stale(prometheus, collectors)
@@ -277,8 +322,8 @@ def _go_stale(prometheus: PrometheusServer, collectors: list[StaticFamilies]) ->
     function="fn"`` gauges: an unmarked one would count for 5 minutes more."""
     for collector in collectors:
         collector.families = []
-    jobs = "|".join(s.name for s in SCENARIOS)
-    selector = f'{{job=~"{jobs}",__name__!="up",__name__!~"scrape_.+"}}'
+    jobs = "|".join(CASES)
+    selector = f'{{job=~"({jobs})(-ksm-b)?",__name__!="up",__name__!~"scrape_.+"}}'
     deadline = time.monotonic() + 15
     while prometheus.query(f"count({selector})") and time.monotonic() < deadline:
         time.sleep(0.25)
@@ -392,27 +437,156 @@ def test_keda_series_are_found_without_the_generated_names(
     assert (info, KSM_HPA_INFO) == (c.RECORD_KEDA_SCALER_INFO, c.KSM_HPA_INFO)
 
 
+@pytest.mark.parametrize(("case", "counter"), [
+    ("dapr", c.KEDA_SCALER_ERRORS),  # KEDA 2.14-2.16: both counters, counted once
+    (KEDA_210, c.KEDA_SCALER_ERRORS_LEGACY),  # KEDA 2.10-2.13: only keda_scaler_errors
+])  # fmt: skip
 def test_scaler_errors_read_keda_through_the_hpa_target(
-    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]], case: str, counter: str
 ) -> None:
     """FunctionScalerErrors' expression, run by Prometheus: KEDA's errors of the function's
     ScaledObject only (0.1/s), not the other function's (5/s) nor those of a ScaledObject of
-    the same name in another namespace (7/s). There is no ofobserve scaler sample here, so
+    the same name in another namespace (7/s), in either generation of KEDA's counter, and
+    not twice where a release exports both. There is no ofobserve scaler sample here, so
     only the ``keda`` reason can be present."""
     server, groups = recorded
     [alert] = [
-        r for g in groups["dapr"] for r in g["rules"] if r.get("alert") == "FunctionScalerErrors"
+        r for g in groups[case] for r in g["rules"] if r.get("alert") == "FunctionScalerErrors"
     ]
     own = (
-        f'sum(rate({c.KEDA_SCALER_ERRORS}{{exported_namespace="shop",'
-        f'scaledObject="{SCALED_OBJECT}",case="dapr"}}[5m]))'
+        f'sum(rate({counter}{{exported_namespace="shop",'
+        f'scaledObject="{SCALED_OBJECT}",case="{case}"}}[5m]))'
     )
     deadline = time.monotonic() + 20
     while True:
         found = server.query(alert["expr"])
         want = server.query(own)
-        if found or time.monotonic() > deadline:
+        if (found and want) or time.monotonic() > deadline:
             break
         time.sleep(0.25)
     assert [s["metric"] for s in found] == [{"reason": "keda"}]
+    # the one counter's rate: not twice it where KEDA exports both
     assert float(found[0]["value"][1]) == pytest.approx(float(want[0]["value"][1]), rel=0.1)
+
+
+def test_replica_recordings_survive_two_kube_state_metrics(
+    recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]],
+) -> None:
+    """Every case's kube-state-metrics series are scraped twice (two instances): each
+    replica recording is still the one Deployment's figure, and Prometheus reports no
+    failed rule evaluation (a one-to-one join of unreduced sides fails with
+    "many-to-many matching not allowed")."""
+    server, _groups = recorded
+    assert len(server.query(f'{c.KSM_DEPLOYMENT_AVAILABLE}{{case="dapr"}}')) == 4  # 2 x 2
+    for record, want in (
+        (c.RECORD_REPLICAS_DESIRED, 3),
+        (c.RECORD_REPLICAS_AVAILABLE, 2),
+        (c.RECORD_REPLICAS_UNAVAILABLE, 1),
+    ):
+        for case in CASES:
+            [series] = server.wait_for(f'{record}{{case="{case}"}}', timeout=20)
+            assert float(series["value"][1]) == want, (record, case)
+    with urllib.request.urlopen(f"{server.url}/api/v1/rules", timeout=10) as response:
+        rules = json.load(response)["data"]["groups"]
+    errors = [
+        (r.get("name"), r.get("lastError"))
+        for g in rules
+        for r in g["rules"]
+        if r.get("health") == "err"
+    ]
+    assert errors == []
+
+
+# --- what the rules cannot see: render says so -------------------------------------------------
+
+UNOBSERVED = """\
+apiVersion: core.openfunction.io/v1beta2
+kind: Function
+metadata: {name: kafka-sts, namespace: shop}
+spec:
+  image: example/fn:v1
+  serving:
+    workloadType: StatefulSet
+    triggers:
+      dapr: [{name: orders, type: bindings.kafka}]
+---
+apiVersion: core.openfunction.io/v1beta2
+kind: Function
+metadata: {name: http-keda, namespace: shop}
+spec:
+  image: example/fn:v1
+  serving:
+    triggers:
+      http: {engine: keda, port: 8080}
+---
+apiVersion: core.openfunction.io/v1beta2
+kind: Function
+metadata: {name: http-keda-scaled, namespace: shop}
+spec:
+  image: example/fn:v1
+  serving:
+    workloadType: StatefulSet
+    scaleOptions: {keda: {httpScaledObject: {targetPendingRequests: 50}}}
+    triggers:
+      http: {engine: keda, port: 8080}
+"""
+
+
+def test_render_warns_of_what_the_rules_cannot_observe(tmp_path: Path) -> None:
+    """One warning line each, naming file, document and field: an async StatefulSet (the
+    replica rules read Deployments only), and a KEDA-HTTP function without
+    scaleOptions.keda (OpenFunction makes no HTTPScaledObject). A KEDA-HTTP function's
+    workloadType is no warning: OpenFunction always makes it a Deployment."""
+    from tests.conftest import run_cli
+
+    path = tmp_path / "functions.yaml"
+    path.write_text(UNOBSERVED)
+    result = run_cli("render", str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {path}[0] spec.serving.workloadType: a StatefulSet workload: ofobserve's "
+        "replica recordings and the alerts on them (FunctionReplicasUnavailable, "
+        "FunctionAtMaxReplicas, FunctionMetricsAbsent), the HPA mapping behind the KEDA panels "
+        "and FunctionScalerErrors' KEDA branch, the Replicas panel and the ofobserve scaler's "
+        "ready replicas read kube-state-metrics' Deployment series only, so they stay empty "
+        "for this function",
+        f"warning: {path}[1] spec.serving.scaleOptions.keda: missing: without it OpenFunction "
+        "creates no HTTPScaledObject and no Ingress for a triggers.http.engine: keda function, "
+        "so the interceptor has no route to it and KEDA never scales it; its dashboard's KEDA "
+        "panels and FunctionScalerErrors' KEDA branch stay empty (render leaves them out only "
+        "with --from-cluster)",
+    ]
+
+
+def _keda_http(refs: ClusterRefs) -> Subject:
+    function = Function(
+        namespace="shop",
+        name="http-keda",
+        api_version="core.openfunction.io/v1beta2",
+        runtime=Runtime.KEDA_HTTP,
+        source=Location("test.yaml", 0),
+        refs=refs,
+    )
+    return Subject(function, Settings.model_validate({}))
+
+
+def _alerts(subject: Subject) -> dict[str, str]:
+    return {
+        r["alert"]: r["expr"]
+        for g in build_rule_groups(subject)
+        for r in g["rules"]
+        if "alert" in r
+    }
+
+
+def test_no_keda_alert_branch_for_a_keda_http_function_without_an_http_scaled_object() -> None:
+    """Read from the cluster, a Serving whose status names no HTTPScaledObject had no
+    scaleOptions.keda: nothing of KEDA's exists for it, and nothing else can make
+    FunctionScalerErrors fire (the ofobserve scaler does not scale keda-http functions)."""
+    scaled = _keda_http(ClusterRefs(serving="serving-ab12c", http_scaled_object="serving-ab12c-x"))
+    assert "keda_scaler_errors" in _alerts(scaled)["FunctionScalerErrors"]
+    unscaled = _keda_http(ClusterRefs(serving="serving-ab12c", workload="serving-ab12c-dep"))
+    assert "FunctionScalerErrors" not in _alerts(unscaled)
+    recorded = {r.get("record") for g in build_rule_groups(unscaled) for r in g["rules"]}
+    assert c.RECORD_KEDA_SCALER_INFO not in recorded

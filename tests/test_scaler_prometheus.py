@@ -248,7 +248,10 @@ def _kube_state_metrics(clock: Clock) -> list[Family]:
 
 def test_ready_replicas_leave_the_dapr_proxy_deployment_out(prometheus: PrometheusServer) -> None:
     """The real Prometheus, kube-state-metrics as it exports a proxy-mode function, and the
-    function's daprd series as its PodMonitor labels them (``function`` from app_id)."""
+    function's daprd series as its PodMonitor labels them (``function`` from app_id).
+    kube-state-metrics is scraped twice, as two instances export it (HA, or during a
+    rollout): the ready query still counts each Deployment once (unreduced, its join fails
+    with "many-to-many matching not allowed")."""
     from tests.support.dapr_exporter import families as dapr_families
 
     clock, exporters = Clock(), Exporters()
@@ -261,6 +264,8 @@ def test_ready_replicas_leave_the_dapr_proxy_deployment_out(prometheus: Promethe
             [
                 {"job_name": "kube-state-metrics", "honor_labels": True,
                  "static_configs": [{"targets": [exporters.serve(ksm)]}]},
+                {"job_name": "kube-state-metrics-b", "honor_labels": True,
+                 "static_configs": [{"targets": [exporters.serve(ksm)]}]},
                 {"job_name": "daprd", "honor_labels": True,
                  "static_configs": [{"targets": [exporters.serve(daprd)],
                                      "labels": {"function": "orders"}}]},
@@ -268,6 +273,7 @@ def test_ready_replicas_leave_the_dapr_proxy_deployment_out(prometheus: Promethe
         )  # fmt: skip
         # series older than the rate window: no extrapolation from a partial window
         prometheus.wait_for("count_over_time(dapr_component_pubsub_ingress_count[10s]) >= 9")
+        prometheus.wait_for(f"count({c.KSM_DEPLOYMENT_AVAILABLE}) == 4")  # 2 x 2 instances
         config = ScalerConfig("shop", "orders", profile="dapr")
         reading = asyncio.run(PrometheusSource(prometheus.url, window="5s").fetch([config]))
         signals = reading.signals[config.key]

@@ -20,7 +20,8 @@ from ofobserve.builders.rules import (
     RuleContext,
     has_keda,
     hpa_join,
-    hpa_selector,
+    hpa_series,
+    keda_errors_rate,
     keda_join,
     keda_selector,
     max_replicas,
@@ -43,6 +44,13 @@ from ofobserve.subject import Subject
 INSTANCE = 'instance=~"$instance"'
 SEVERITY_COLOUR = {"critical": "red", "warning": "orange", "info": "blue"}
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
+#: Why the Knative queue-depth panels can be empty: queue-proxy only has a queue (its
+#: breaker) with a concurrency limit (knative/serving ``buildBreaker``; fact sheet section 1).
+KNATIVE_QUEUE_NOTE = (
+    " Empty unless the revision's containerConcurrency is 1 or more: queue-proxy keeps a "
+    "queue, and reports its depth, only under a concurrency limit, and Knative's default "
+    "(config-defaults container-concurrency: 0) sets none."
+)
 CONCURRENCY_TITLE = {
     c.PROFILE_NATIVE: "In-flight requests",
     c.PROFILE_KNATIVE: "Queue depth (queue-proxy)",
@@ -180,19 +188,20 @@ def saturation(v: View) -> Row | None:
     target = v.settings.scaling.target_concurrency
     utilization = v.settings.scaling.target_utilization
     available = f"{c.RECORD_REPLICAS_AVAILABLE}{v.rules.sel()}"
+    note = KNATIVE_QUEUE_NOTE if v.subject.profile == c.PROFILE_KNATIVE else ""
     return Row(
         "Concurrency / saturation",
         (
             Panel(
                 CONCURRENCY_TITLE[v.subject.profile],
-                "Requests being served or waiting, summed over the function's pods.",
+                "Requests being served or waiting, summed over the function's pods." + note,
                 "short",
                 (Query(concurrency, "concurrent requests"),),
             ),
             Panel(
                 "Utilisation of the concurrency target",
                 f"Concurrency per available replica over the target ({target:g}). Line: the "
-                f"target utilisation ({utilization:g}).",
+                f"target utilisation ({utilization:g})." + note,
                 "percentunit",
                 (Query(f"{concurrency} / (sum({available}) * {target:g})", "utilisation"),),
                 thresholds=((utilization, "orange"),),
@@ -208,7 +217,11 @@ def scaling(v: View) -> Row:
     sel = v.rules.sel()
     keda = keda_selector(v.subject) if has_keda(v.subject) else ""
     ours = why_not_wired(v.subject) is None
-    hpa, to_hpa = hpa_selector(v.subject), hpa_join(v.subject)
+    to_hpa = hpa_join(v.subject)
+
+    def hpa(metric: str) -> str:
+        return f"{hpa_series(v.subject, metric)}{to_hpa}"
+
     replicas = [Query(f"{c.RECORD_REPLICAS_AVAILABLE}{sel}", "available")]
     if ours:
         replicas.insert(
@@ -216,9 +229,9 @@ def scaling(v: View) -> Row:
         )
     if keda:
         replicas += [
-            Query(f"sum({c.KSM_HPA_DESIRED}{hpa}{to_hpa})", "desired (HPA)"),
-            Query(f"max({c.KSM_HPA_MIN}{hpa}{to_hpa})", "min"),
-            Query(f"max({c.KSM_HPA_MAX}{hpa}{to_hpa})", "max"),
+            Query(f"sum({hpa(c.KSM_HPA_DESIRED)})", "desired (HPA)"),
+            Query(f"max({hpa(c.KSM_HPA_MIN)})", "min"),
+            Query(f"max({hpa(c.KSM_HPA_MAX)})", "max"),
         ]
     cap = max_replicas(v.subject)
     panels = [
@@ -280,7 +293,7 @@ def scaling(v: View) -> Row:
         errors.append(
             Query(
                 f"sum by ({c.KEDA_SCALED_OBJECT_LABEL}) "
-                f"(rate({c.KEDA_SCALER_ERRORS}{keda}[{RATE_INTERVAL}]){keda_join(v.subject)})",
+                f"({keda_errors_rate(v.subject, RATE_INTERVAL)}{keda_join(v.subject)})",
                 "KEDA {{scaledObject}}",
             )
         )
@@ -371,10 +384,15 @@ def resources(v: View) -> Row:
         return "{" + ",".join([*container, *more]) + "}"
 
     def bounds(resource: str) -> tuple[Query, Query]:
+        # one series per pod however many kube-state-metrics export it (HA, rollouts)
         r = matcher("resource", resource)
+
+        def per_pod(metric: str) -> str:
+            return f"sum(max by ({c.NAMESPACE_LABEL}, pod) ({metric}{sel(r)}){owned})"
+
         return (
-            Query(f"sum({c.KSM_CONTAINER_REQUESTS}{sel(r)}{owned})", "requests"),
-            Query(f"sum({c.KSM_CONTAINER_LIMITS}{sel(r)}{owned})", "limits"),
+            Query(per_pod(c.KSM_CONTAINER_REQUESTS), "requests"),
+            Query(per_pod(c.KSM_CONTAINER_LIMITS), "limits"),
         )
 
     return Row(
@@ -442,6 +460,20 @@ def _observability_links(subject: Subject) -> tuple[Link, ...]:
     return tuple(links)
 
 
+def instance_variable(v: View) -> Variable:
+    """``$instance``: the function's scrape targets. The keda-http profile's target is the
+    shared interceptor, whose ``up`` carries the interceptor's namespace and no
+    ``function`` (only its series get both, by metric relabelling: docs/metrics.md), so
+    there the values are the interceptor pods that served the function's route."""
+    q = v.rules.queries
+    if v.subject.profile == c.PROFILE_KEDA_HTTP:
+        counter = q.profile.counters[0].metric
+        return Variable(
+            "instance", "Interceptor pod", f"label_values({counter}{{{q.selector}}}, instance)"
+        )
+    return Variable("instance", "Pod endpoint", f"label_values({q.up()}, instance)")
+
+
 def function_dashboard(subject: Subject) -> DashboardSpec:
     """The function's dashboard as specs (what the docs list and the JSON is built from)."""
     v = View.of(subject)
@@ -465,13 +497,7 @@ def function_dashboard(subject: Subject) -> DashboardSpec:
         tags=(c.DASHBOARD_TAG, c.FUNCTION_DASHBOARD_TAG, subject.profile, f.namespace),
         rows=tuple(r for r in rows if r is not None),
         datasource=subject.settings.grafana.datasource,
-        variables=(
-            Variable(
-                "instance",
-                "Pod endpoint",
-                f"label_values({v.rules.queries.up()}, instance)",
-            ),
-        ),
+        variables=(instance_variable(v),),
         links=(
             *_observability_links(subject),
             Link("Fleet overview", f"/d/{c.OVERVIEW_DASHBOARD_UID}"),

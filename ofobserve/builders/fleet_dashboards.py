@@ -45,6 +45,20 @@ def _fleet_variables(source: str) -> tuple[Variable, ...]:
     )
 
 
+FUNCTIONS_TABLE = "Functions"
+#: The overview table's queries: one column each, then the dashboard-uid info query, whose
+#: value (always 1) is no column: only its ``dashboard_uid`` label is wanted (for the link).
+TABLE_COLUMNS = (
+    Column("Requests/s", "reqps"),
+    Column("Errors", "percentunit"),
+    Column("p95", "s"),
+    Column("Replicas", "short"),
+    Column("SLO budget left", "percentunit"),
+)
+#: Grafana's name for the info query's value field (refId F) in the merged table.
+INFO_VALUE_FIELD = f"Value #{chr(ord('A') + len(TABLE_COLUMNS))}"
+
+
 def overview(settings: Settings) -> DashboardSpec:
     p95 = c.record_latency_quantile(c.OPERATIONAL_WINDOW)
     requests = f"{c.record_requests_rate(c.OPERATIONAL_WINDOW)}{FLEET}"
@@ -54,7 +68,7 @@ def overview(settings: Settings) -> DashboardSpec:
     budget = f"{c.SLO_PERIOD_BUDGET_REMAINING}{FLEET}"
     info = f"{c.RECORD_DASHBOARD_INFO}{FLEET}"
     table = Panel(
-        "Functions",
+        FUNCTIONS_TABLE,
         "Every function with recording rules: traffic, errors, p95 latency, replicas and "
         "the worst SLO's remaining error budget, over the last 5 minutes. Click a function "
         "to open its dashboard.",
@@ -74,13 +88,7 @@ def overview(settings: Settings) -> DashboardSpec:
         ),
         kind="table",
         width=24,
-        columns=(
-            Column("Requests/s", "reqps"),
-            Column("Errors", "percentunit"),
-            Column("p95", "s"),
-            Column("Replicas", "short"),
-            Column("SLO budget left", "percentunit"),
-        ),
+        columns=TABLE_COLUMNS,
         link_field=c.DASHBOARD_UID_LABEL,
     )
     trends = Row(
@@ -290,28 +298,45 @@ def scaler(settings: Settings) -> DashboardSpec:
     )
 
 
+def overview_json(settings: Settings) -> dict[str, Any]:
+    """The overview's JSON: the table's info-query value is excluded (an ``organize``
+    exclusion; the ``dashboard_uid`` label field stays, hidden, for the link), so no
+    stray ``Value #F`` column shows."""
+    dashboard = build_dashboard_json(overview(settings))
+    for panel in dashboard["panels"]:
+        if panel.get("type") == "table" and panel.get("title") == FUNCTIONS_TABLE:
+            for transformation in panel["transformations"]:
+                if transformation["id"] == "organize":
+                    transformation["options"]["excludeByName"][INFO_VALUE_FIELD] = True
+    return dashboard
+
+
+def scaler_json(settings: Settings) -> dict[str, Any]:
+    return build_dashboard_json(scaler(settings))
+
+
 Fleet = Callable[[Sequence[Subject], Settings], Any]
 
 
-def _file(spec: Callable[[Settings], DashboardSpec]) -> Fleet:
+def _file(dashboard: Callable[[Settings], dict[str, Any]]) -> Fleet:
     def build(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any] | None:
         if settings.grafana.delivery != "json":
             return None
-        return build_dashboard_json(spec(settings))
+        return dashboard(settings)
 
     return build
 
 
-def _resource(spec: Callable[[Settings], DashboardSpec], key: str) -> Fleet:
+def _resource(dashboard: Callable[[Settings], dict[str, Any]], key: str) -> Fleet:
     def build(subjects: Sequence[Subject], settings: Settings) -> dict[str, Any] | None:
         if settings.grafana.delivery == "json":
             return None
-        return as_resource(build_dashboard_json(spec(settings)), settings, key, None)
+        return as_resource(dashboard(settings), settings, key, None)
 
     return build
 
 
-build_overview_file = _file(overview)
-build_overview_resource = _resource(overview, "overview")
-build_scaler_file = _file(scaler)
-build_scaler_resource = _resource(scaler, "scaler")
+build_overview_file = _file(overview_json)
+build_overview_resource = _resource(overview_json, "overview")
+build_scaler_file = _file(scaler_json)
+build_scaler_resource = _resource(scaler_json, "scaler")

@@ -34,6 +34,9 @@ DEPLOYMENT = "serving-x1y2z-deployment-v100-a1b2c"
 #: A ScaledObject named as OpenFunction names them: never derivable from the Function.
 SCALED_OBJECT = "serving-x1y2z-scaler-d3e4f"
 EVALUATION_INTERVAL = "5m"  # 1m would be 5x slower for the same verdicts
+#: Two kube-state-metrics instances (an HA pair, or both sides of a rollout) export every
+#: object: the rules must reduce them before they join.
+KSM_INSTANCES = ("kube-state-metrics-0", "kube-state-metrics-1")
 
 
 @dataclass
@@ -53,6 +56,9 @@ class Scenario:
     available: int | None = 2
     up: float | None = 1
     keda_errors_per_minute: float = 0
+    #: The KEDA error counters fed: both, as KEDA 2.14-2.16 export them (so the rules must
+    #: count them once), or the one of another release.
+    keda_counters: tuple[str, ...] = (c.KEDA_SCALER_ERRORS_LEGACY, c.KEDA_SCALER_ERRORS)
     scaler_age: float | None = 5
     expect: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -282,6 +288,27 @@ def _operational_scenarios(ctx: RuleContext, healthy: Traffic) -> list[Scenario]
                 },
             )
         )
+    if has_keda(ctx.subject):
+        out.append(
+            Scenario(
+                "KEDA 2.10 scaler errors (keda_scaler_errors only)",
+                30,
+                traffic=healthy,
+                keda_errors_per_minute=1,
+                keda_counters=(c.KEDA_SCALER_ERRORS_LEGACY,),
+                expect={
+                    a.SCALER_ERRORS.name: [
+                        _expected(
+                            ctx,
+                            a.SCALER_ERRORS,
+                            1 / 60,
+                            labels={**ctx.identity, "reason": "keda"},
+                            reason="keda",
+                        )
+                    ]
+                },
+            )
+        )
     if ctx.subject.profile != c.PROFILE_KEDA_HTTP:
         out.append(
             Scenario(
@@ -360,32 +387,35 @@ def _series(ctx: RuleContext, scenario: Scenario) -> Iterable[dict[str, str]]:
         yield from _traffic_series(ctx, scenario.traffic, steps, per_step)
     owned = {c.NAMESPACE_LABEL: f.namespace, "deployment": DEPLOYMENT}
     owned |= ctx.subject.settings.monitoring.extra_matchers
-    yield _gauge(c.KSM_DEPLOYMENT_LABELS, {**owned, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
+    yield from _ksm(c.KSM_DEPLOYMENT_LABELS, {**owned, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
     # the dapr-proxy Deployment carries the function's label too, and must not count
     proxy = {**owned, "deployment": DEPLOYMENT.replace("-deployment-", "-proxy-deployment-")}
-    yield _gauge(c.KSM_DEPLOYMENT_LABELS, {**proxy, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
-    yield _gauge(c.KSM_DEPLOYMENT_SPEC_REPLICAS, proxy, 1, steps)
-    yield _gauge(c.KSM_DEPLOYMENT_AVAILABLE, proxy, 1, steps)
+    yield from _ksm(c.KSM_DEPLOYMENT_LABELS, {**proxy, c.KSM_FUNCTION_LABEL: f.name}, 1, steps)
+    yield from _ksm(c.KSM_DEPLOYMENT_SPEC_REPLICAS, proxy, 1, steps)
+    yield from _ksm(c.KSM_DEPLOYMENT_AVAILABLE, proxy, 1, steps)
     hpa = {
         **{k: v for k, v in owned.items() if k != "deployment"},
         c.KSM_HPA_LABEL: c.keda_hpa_name(SCALED_OBJECT),
         "scaletargetref_kind": "Deployment",
         "scaletargetref_name": DEPLOYMENT,
     }
-    yield _gauge(c.KSM_HPA_INFO, hpa, 1, steps)
+    yield from _ksm(c.KSM_HPA_INFO, hpa, 1, steps)
     if scenario.desired is not None:
         unavailable = scenario.desired - (scenario.available or 0)
-        yield _gauge(c.KSM_DEPLOYMENT_SPEC_REPLICAS, owned, scenario.desired, steps)
-        yield _gauge(c.KSM_DEPLOYMENT_AVAILABLE, owned, scenario.available or 0, steps)
-        yield _gauge(c.KSM_DEPLOYMENT_UNAVAILABLE, owned, unavailable, steps)
+        yield from _ksm(c.KSM_DEPLOYMENT_SPEC_REPLICAS, owned, scenario.desired, steps)
+        yield from _ksm(c.KSM_DEPLOYMENT_AVAILABLE, owned, scenario.available or 0, steps)
+        yield from _ksm(c.KSM_DEPLOYMENT_UNAVAILABLE, owned, unavailable, steps)
     if scenario.up is not None:
         yield _gauge("up", {**ident, "pod": "function-pod"}, scenario.up, steps)
     keda = {
         c.KEDA_NAMESPACE_LABEL: f.namespace,
         c.KEDA_SCALED_OBJECT_LABEL: SCALED_OBJECT,
+        "scaler": "externalScaler",
+        "metric": "s0-concurrency",
         **ctx.subject.settings.monitoring.extra_matchers,
     }
-    yield _counter(c.KEDA_SCALER_ERRORS, keda, scenario.keda_errors_per_minute * per_step, steps)
+    for counter in scenario.keda_counters:
+        yield _counter(counter, keda, scenario.keda_errors_per_minute * per_step, steps)
     if scenario.scaler_age is not None:
         yield _gauge(c.SCALER_SAMPLE_AGE_SECONDS, ident, scenario.scaler_age, steps)
 
@@ -463,6 +493,12 @@ def _labels(metric: str, labels: dict[str, str]) -> str:
 
 def _counter(metric: str, labels: dict[str, str], per_step: float, steps: int) -> dict[str, str]:
     return {"series": _labels(metric, labels), "values": f"0+{slo.plain(per_step)}x{steps}"}
+
+
+def _ksm(metric: str, labels: dict[str, str], value: float, steps: int) -> Iterable[dict[str, str]]:
+    """A kube-state-metrics gauge, as each of :data:`KSM_INSTANCES` exports it."""
+    for instance in KSM_INSTANCES:
+        yield _gauge(metric, {**labels, "instance": instance}, value, steps)
 
 
 def _gauge(metric: str, labels: dict[str, str], value: float, steps: int) -> dict[str, str]:

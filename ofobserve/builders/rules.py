@@ -128,26 +128,36 @@ def build_recordings(ctx: RuleContext) -> list[Rule]:
     f = ctx.subject.function
     uid = {c.DASHBOARD_UID_LABEL: c.dashboard_uid(f.namespace, f.name)}
     rules.append(_record(c.RECORD_DASHBOARD_INFO, "vector(1)", {**ident, **uid}))
-    owned = f" * on ({c.NAMESPACE_LABEL}, deployment) {_function_deployments(ctx)}"
+    owned = f" * on ({DEPLOYMENT_KEY}) {_function_deployments(ctx)}"
     for name, metric in (
         (c.RECORD_REPLICAS_DESIRED, c.KSM_DEPLOYMENT_SPEC_REPLICAS),
         (c.RECORD_REPLICAS_AVAILABLE, c.KSM_DEPLOYMENT_AVAILABLE),
         (c.RECORD_REPLICAS_UNAVAILABLE, c.KSM_DEPLOYMENT_UNAVAILABLE),
     ):
-        rules.append(_record(name, f"sum({metric}{ctx.ksm_sel()}{owned})", ident))
+        replicas = f"max by ({DEPLOYMENT_KEY}) ({metric}{ctx.ksm_sel()})"
+        rules.append(_record(name, f"sum({replicas}{owned})", ident))
     if has_keda(ctx.subject):
         rules.append(_record(c.RECORD_KEDA_SCALER_INFO, _keda_scaler_info(ctx), ident))
     return rules
 
 
+#: One kube-state-metrics Deployment series per object: every KSM series is reduced to these
+#: labels before a join, because two kube-state-metrics instances (HA, or a rollout) export
+#: each object twice, with different ``instance``/``pod`` labels, and a join of unreduced
+#: sides fails with "many-to-many matching not allowed".
+DEPLOYMENT_KEY = f"{c.NAMESPACE_LABEL}, deployment"
+HPA_KEY = f"{c.NAMESPACE_LABEL}, {c.KSM_HPA_LABEL}"
+
+
 def _function_deployments(ctx: RuleContext) -> str:
-    """kube-state-metrics' ``kube_deployment_labels`` of the function's own Deployments:
-    labelled by the Function patch, and not the dapr-proxy Deployment, which carries the
-    same label (OpenFunction copies ``spec.serving.labels`` onto it) and is told apart by
-    its name."""
+    """kube-state-metrics' ``kube_deployment_labels`` of the function's own Deployments, one
+    series per Deployment however many kube-state-metrics export it: labelled by the
+    Function patch, and not the dapr-proxy Deployment, which carries the same label
+    (OpenFunction copies ``spec.serving.labels`` onto it) and is told apart by its name."""
     f = ctx.subject.function
     own = matcher("deployment", c.DAPR_PROXY_DEPLOYMENT_REGEX, "!~")
-    return f"{c.KSM_DEPLOYMENT_LABELS}{ctx.ksm_sel(own, **{c.KSM_FUNCTION_LABEL: f.name})}"
+    labels = f"{c.KSM_DEPLOYMENT_LABELS}{ctx.ksm_sel(own, **{c.KSM_FUNCTION_LABEL: f.name})}"
+    return f"max by ({DEPLOYMENT_KEY}) ({labels})"
 
 
 def has_keda(subject: Subject) -> bool:
@@ -155,7 +165,12 @@ def has_keda(subject: Subject) -> bool:
     OpenFunction's for an async function with triggers, or one the scaling wiring adds."""
     f = subject.function
     if f.runtime is Runtime.KEDA_HTTP:
-        return True
+        # OpenFunction creates the HTTPScaledObject only with spec.serving.scaleOptions.keda
+        # (OpenFunction/OpenFunction pkg/core/serving/kedahttp/servingrun.go createScaler).
+        # The model keeps no trace of that field; a Serving read from the cluster without an
+        # HTTPScaledObject in its status shows it was absent. In file mode it is assumed
+        # present, and render warns where it is not (ofobserve.manifest_lint).
+        return not (f.refs.serving and not f.refs.http_scaled_object)
     return f.runtime is Runtime.ASYNC and bool(own_triggers(f) or why_not_wired(subject) is None)
 
 
@@ -165,11 +180,14 @@ def _keda_scaler_info(ctx: RuleContext) -> str:
     ``internal/store/horizontalpodautoscaler.go``), with the ScaledObject's name from KEDA's
     HPA name and ``exported_namespace`` for KEDA's own series. No generated name is needed:
     it works the same in file mode and with ``--from-cluster``."""
-    hpa = f"{c.KSM_HPA_INFO}{ctx.ksm_sel(scaletargetref_kind='Deployment')}"
+    hpa = (
+        f"max by ({HPA_KEY}, scaletargetref_name) "
+        f"({c.KSM_HPA_INFO}{ctx.ksm_sel(scaletargetref_kind='Deployment')})"
+    )
     by_deployment = (
         f'label_replace({hpa}, "deployment", "$1", "scaletargetref_name", "(.+)")\n'
-        f"* on ({c.NAMESPACE_LABEL}, deployment) group_left ()\n"
-        f"max by ({c.NAMESPACE_LABEL}, deployment) ({_function_deployments(ctx)})"
+        f"* on ({DEPLOYMENT_KEY}) group_left ()\n"
+        f"{_function_deployments(ctx)}"
     )
     named = (
         f'label_replace(label_replace({by_deployment}, "{c.KEDA_SCALED_OBJECT_LABEL}", "$1", '
@@ -394,6 +412,21 @@ def build_operational_alerts(ctx: RuleContext) -> list[Rule]:
     return rules
 
 
+def keda_errors_rate(subject: Subject, window: str) -> str:
+    """KEDA's errors per second of each scaler in the function's namespace (restrict them
+    with :func:`keda_join`), in both generations of the counter: ``keda_scaler_errors``
+    (KEDA 2.9-2.16) and ``keda_scaler_detail_errors_total`` (2.14 on). 2.14-2.16 export
+    both with the same labels: each side is reduced to the labels both generations share
+    and ``or`` keeps the newer one, so nothing is counted twice."""
+    by = ", ".join(c.KEDA_SCALER_SERIES)
+    sel = keda_selector(subject)
+    parts = [
+        f"max by ({by}) (rate({name}{sel}[{window}]))"
+        for name in (c.KEDA_SCALER_ERRORS, c.KEDA_SCALER_ERRORS_LEGACY)
+    ]
+    return "(" + "\nor\n".join(parts) + ")"
+
+
 def keda_join(subject: Subject) -> str:
     """Restrict KEDA's series (``keda_scaler_*``) to the function's ScaledObjects."""
     info = f"{c.RECORD_KEDA_SCALER_INFO}{_recorded(subject)}"
@@ -409,9 +442,16 @@ def keda_selector(subject: Subject) -> str:
 
 
 def hpa_join(subject: Subject) -> str:
-    """Restrict kube-state-metrics' HPA series to the HPAs that scale the function."""
+    """Restrict kube-state-metrics' HPA series, reduced by :func:`hpa_series`, to the HPAs
+    that scale the function."""
     info = f"{c.RECORD_KEDA_SCALER_INFO}{_recorded(subject)}"
-    return f" * on ({c.NAMESPACE_LABEL}, {c.KSM_HPA_LABEL}) group_left () {info}"
+    return f" * on ({HPA_KEY}) group_left () {info}"
+
+
+def hpa_series(subject: Subject, metric: str) -> str:
+    """One series per HPA of a kube-state-metrics HPA metric in the function's namespace,
+    however many kube-state-metrics export it (join with :func:`hpa_join`)."""
+    return f"max by ({HPA_KEY}) ({metric}{hpa_selector(subject)})"
 
 
 def hpa_selector(subject: Subject) -> str:
@@ -432,10 +472,9 @@ def _scaler_errors(ctx: RuleContext) -> str | None:
     op = c.OPERATIONAL_WINDOW
     parts = []
     if has_keda(ctx.subject):
-        errors = f"{c.KEDA_SCALER_ERRORS}{keda_selector(ctx.subject)}"
+        errors = keda_errors_rate(ctx.subject, op)
         parts.append(
-            f"label_replace(sum(rate({errors}[{op}]){keda_join(ctx.subject)}) > 0, "
-            f'"reason", "keda", "", "")'
+            f'label_replace(sum({errors}{keda_join(ctx.subject)}) > 0, "reason", "keda", "", "")'
         )
     if why_not_wired(ctx.subject) is None:
         stale = slo.plain(s.alerting.thresholds.scaler_stale_after)

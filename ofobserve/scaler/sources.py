@@ -97,13 +97,21 @@ def batch_queries(profile: profiles.Profile, quantile: float, window: str) -> Ba
     else:  # Little's law: time spent in requests per second = mean concurrency
         sums = "|".join(f"{h.metric}_sum" for h in profile.histograms)
         concurrency = f'sum by ({BY}) (rate({{__name__=~"{sums}"}}[{window}])){per_second}'
-    # the dapr-proxy Deployment carries the function's label too: leave it out by name
-    own = f'{{deployment!~"{c.DAPR_PROXY_DEPLOYMENT_REGEX}"}}'
+    # the dapr-proxy Deployment carries the function's label too: leave it out by name.
+    # Two kube-state-metrics (HA, or a rollout) export every Deployment twice: both sides
+    # are reduced to one series per Deployment before the join, which would otherwise fail
+    # with "many-to-many matching not allowed".
+    own = f'deployment!~"{c.DAPR_PROXY_DEPLOYMENT_REGEX}"'
+    key = f"{c.NAMESPACE_LABEL}, deployment"
+    available = f"max by ({key}) ({c.KSM_DEPLOYMENT_AVAILABLE}{{{own}}})"
+    labelled = (
+        f"max by ({key}, {c.KSM_FUNCTION_LABEL}) "
+        f'({c.KSM_DEPLOYMENT_LABELS}{{{own},{c.KSM_FUNCTION_LABEL}!=""}})'
+    )
     ready = (
-        f"sum by ({BY}) (label_replace({c.KSM_DEPLOYMENT_AVAILABLE}{own} * on "
-        f"({c.NAMESPACE_LABEL}, deployment) group_left ({c.KSM_FUNCTION_LABEL}) "
-        f'{c.KSM_DEPLOYMENT_LABELS}, "{c.FUNCTION_LABEL}", "$1", "{c.KSM_FUNCTION_LABEL}", '
-        '"(.+)"))'
+        f"sum by ({BY}) (label_replace({available} * on ({key}) "
+        f"group_left ({c.KSM_FUNCTION_LABEL}) {labelled}, "
+        f'"{c.FUNCTION_LABEL}", "$1", "{c.KSM_FUNCTION_LABEL}", "(.+)"))'
     )
     return BatchQueries(
         concurrency=concurrency,

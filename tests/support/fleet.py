@@ -13,6 +13,11 @@ targeting that Deployment, never ofobserve's own names. Decoys every query must 
 dapr-proxy Deployment of each async function (it carries the function's label too, one
 replica), a function ``decoy`` in ``shop`` with its own HPA and ScaledObject (desired 7, min 5,
 max 50, KEDA value 1000), and KEDA series of the same ScaledObject names in another namespace.
+
+KEDA's per-scaler error counter comes in the generation :func:`keda_generation` picks for each
+function, so every dashboard reads each: ``keda_scaler_errors`` alone (KEDA 2.10-2.13, what
+OpenFunction pins), both names at the same rate (2.14-2.16), or only
+``keda_scaler_detail_errors_total`` (2.17 on); the decoy exports both.
 """
 
 from __future__ import annotations
@@ -44,6 +49,21 @@ def proxy_deployment(name: str) -> str:
 def scaled_object(name: str) -> str:
     """OpenFunction's (async) or the HTTP add-on's (keda-http) ScaledObject."""
     return f"{serving_name(name)}-scaler-fghij"
+
+
+KEDA_GENERATIONS = ("2.10", "2.14", "2.17")
+
+
+def keda_generation(index: int) -> str:
+    """The KEDA release whose error counters the ``index``-th function with KEDA objects
+    follows."""
+    return KEDA_GENERATIONS[index % len(KEDA_GENERATIONS)]
+
+
+def keda_error_families(generation: str) -> tuple[str, ...]:
+    """The error counters a KEDA release exports (kedacore/keda ``prommetrics.go``)."""
+    legacy, detail = c.KEDA_SCALER_ERRORS_LEGACY, c.KEDA_SCALER_ERRORS
+    return {"2.10": (legacy,), "2.14": (legacy, detail), "2.17": (detail,)}[generation]
 
 
 def share_below(bound_seconds: float) -> float:
@@ -149,11 +169,18 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
         )
     }
     cpu = Family(c.CADVISOR_CPU_SECONDS_TOTAL.removesuffix("_total"), "counter")
-    keda_errors = Family(c.KEDA_SCALER_ERRORS.removesuffix("_total"), "counter")
+    keda_errors = {
+        name: _counter_family(name) for name in (c.KEDA_SCALER_ERRORS, c.KEDA_SCALER_ERRORS_LEGACY)
+    }
     source_errors = Family(c.SCALER_SOURCE_ERRORS_TOTAL.removesuffix("_total"), "counter")
 
     def keda_objects(
-        ns: str, name: str, hpa_values: tuple[float, float, float], value: float, errors: float
+        ns: str,
+        name: str,
+        hpa_values: tuple[float, float, float],
+        value: float,
+        errors: float,
+        generation: str,
     ) -> None:
         so = scaled_object(name)
         hpa = {"namespace": ns, c.KSM_HPA_LABEL: c.keda_hpa_name(so)}
@@ -178,7 +205,9 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
             }
             f[c.KEDA_SCALER_VALUE].add(keda, value * scale)
             f[c.KEDA_SCALER_ACTIVE].add(keda, 1)
-            keda_errors.add(keda, clock.counter(errors * scale), "_total")
+            for metric in keda_error_families(generation):
+                family, suffix = keda_errors[metric]
+                family.add(keda, clock.counter(errors * scale), suffix)
 
     def deployment(ns: str, name: str, replicas: tuple[float, float, float], proxy: bool) -> None:
         d = {
@@ -198,7 +227,8 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
             f[family].add(d, v)
 
     deployment("shop", DECOY, (7, 7, 0), proxy=False)
-    keda_objects("shop", DECOY, (7, 5, 50), 1000, 5)
+    keda_objects("shop", DECOY, (7, 5, 50), 1000, 5, "2.14")
+    scaled = 0  # functions with KEDA objects so far: each generation gets some
     for s in subjects:
         ns, name = s.function.namespace, s.function.name
         ident = {"namespace": ns, "function": name}
@@ -225,7 +255,8 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
         # objects, even one that has none in a cluster (a cron function): its dashboard and
         # rules must not read them
         if s.function.runtime is not Runtime.KNATIVE:
-            keda_objects(ns, name, (3, 1, 10), 30, 0.1)
+            keda_objects(ns, name, (3, 1, 10), 30, 0.1, keda_generation(scaled))
+            scaled += 1
         f[c.SCALER_DESIRED_REPLICAS].add(ident, 3)
         f[c.SCALER_METRIC_VALUE].add({**ident, "metric": "concurrency"}, 30)
         f[c.SCALER_METRIC_TARGET].add({**ident, "metric": "concurrency"}, 10)
@@ -237,7 +268,14 @@ def fleet_families(subjects: list[Subject], clock: Clock) -> list[Family]:
         source_errors.add(
             {**ident, "source": "prometheus", "reason": "timeout"}, clock.counter(0.1), "_total"
         )
-    return [*f.values(), cpu, keda_errors, source_errors, *_scaler_server(clock)]
+    errors = [family for family, _suffix in keda_errors.values()]
+    return [*f.values(), cpu, *errors, source_errors, *_scaler_server(clock)]
+
+
+def kube_state_families(subjects: list[Subject], clock: Clock) -> list[Family]:
+    """Only the kube-state-metrics series of :func:`fleet_families`: what a second
+    kube-state-metrics instance (HA, or a rollout) exports again, under its own target."""
+    return [f for f in fleet_families(subjects, clock) if f.name.startswith("kube_")]
 
 
 def _scaler_server(clock: Clock) -> list[Family]:
