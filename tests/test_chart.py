@@ -116,6 +116,14 @@ def test_values_outside_the_schema_are_refused(helm: str, helm_home: Path) -> No
          "tls.certManager.issuerRef.kind=Issuer"): (
             "tls.certManager.issuerRef must be a ClusterIssuer"
         ),
+        ("--set", "scaler.source=prometheus", "--set", "scaler.prometheus.url=http://p:9090",
+         "--set", "scaler.prometheus.basicAuth.username=ofobserve"): (
+            "scaler.prometheus.basicAuth.username needs "
+            "scaler.prometheus.basicAuth.passwordSecret.name"
+        ),
+        ("--set", "scaler.preStopSleepSeconds=-1"): (
+            "scaler.preStopSleepSeconds: Must be greater than or equal to 0"
+        ),
     }  # fmt: skip
     for args, message in cases.items():
         result = run_helm(helm, helm_home, "template", RELEASE, str(CHART), *args, check=False)
@@ -228,8 +236,9 @@ def test_the_server_certificate_covers_the_address_render_writes(
     certificates = [o for o in found if o["kind"] == "Certificate"]
     [server] = [o for o in certificates if "server auth" in o["spec"].get("usages", [])]
     assert host in server["spec"]["dnsNames"]
+    assert "commonName" not in server["spec"]  # at most 64 bytes; the DNS names suffice
     [auth] = [o for o in found if o["kind"] == "ClusterTriggerAuthentication"]
-    assert auth["metadata"]["name"] == "ofobserve-scaler"
+    assert auth["metadata"]["name"] == "ofobserve-scaler-ofobserve"
     [client] = [o for o in certificates if "client auth" in o["spec"].get("usages", [])]
     assert client["metadata"]["namespace"] == "keda"  # where KEDA reads a CTA's Secrets
     secrets = {ref["name"] for ref in auth["spec"]["secretTargetRef"]}
@@ -259,13 +268,66 @@ def test_probes_and_the_disruption_budget_follow_the_cluster_version(
     assert "--health-listen=0.0.0.0:6001" in container["args"]
 
 
-def test_termination_grace_covers_the_scalers_drain(helm: str, helm_home: Path) -> None:
+def test_termination_grace_covers_the_prestop_sleep_and_the_scalers_drain(
+    helm: str, helm_home: Path
+) -> None:
     found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION,
                              "--set-json", "scaler.gracePeriod=22.5"))  # fmt: skip
     [deploy] = [o for o in found if o["kind"] == "Deployment"]
     pod = deploy["spec"]["template"]["spec"]
-    assert "--grace-period=22.5" in pod["containers"][0]["args"]
-    assert pod["terminationGracePeriodSeconds"] == 28
+    [container] = pod["containers"]
+    assert "--grace-period=22.5" in container["args"]
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+    assert pod["terminationGracePeriodSeconds"] == 5 + 23 + 5
+    found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION,
+                             "--set", "scaler.preStopSleepSeconds=0"))  # fmt: skip
+    [deploy] = [o for o in found if o["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    assert "lifecycle" not in pod["containers"][0]
+    assert pod["terminationGracePeriodSeconds"] == 10 + 5
+
+
+def _outside_the_release_namespace(found: list[dict[str, Any]], namespace: str) -> set[str]:
+    return {
+        f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+        for o in found
+        if o["metadata"].get("namespace", "") != namespace
+    }
+
+
+def test_releases_of_one_name_in_two_namespaces_share_no_object(helm: str, helm_home: Path) -> None:
+    """Cluster-scoped objects and those in cert-manager's, KEDA's or the function
+    namespaces carry the release namespace in their name."""
+    seen = []
+    for namespace in ("ofobserve", "other"):
+        per_namespace = (
+            "--set", "watchNamespaces={shop}",
+            "--set", "keda.triggerAuthentication.kind=TriggerAuthentication",
+        )  # fmt: skip
+        manifest = run_helm(
+            helm, helm_home, "template", RELEASE, str(CHART), "-n", namespace, *per_namespace
+        ).stdout
+        outside = _outside_the_release_namespace(objects(manifest), namespace)
+        assert {name.split("/")[0] for name in outside} >= {
+            "ClusterIssuer", "Certificate", "TriggerAuthentication", "Role", "RoleBinding",
+        }  # fmt: skip
+        seen.append(outside)
+    assert seen[0].isdisjoint(seen[1])
+
+
+def test_the_self_signed_ca_keeps_its_key_across_renewals(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    """Server and client each trust their own Secret's ca.crt, re-issued at different
+    times: an unchanged CA key keeps old and new certificates verifying in between."""
+    found = rendered[("defaults", GOLDEN_KUBE_VERSION)]
+    certificates = [o for o in found if o["kind"] == "Certificate"]
+    [ca] = [o for o in certificates if o["spec"].get("isCA")]
+    assert ca["spec"]["privateKey"]["rotationPolicy"] == "Never"
+    for leaf in (o for o in certificates if not o["spec"].get("isCA")):
+        assert leaf["spec"]["privateKey"]["rotationPolicy"] == "Always", _name(leaf)
+        # ECDSA keys sign; key encipherment is an RSA usage
+        assert "key encipherment" not in leaf["spec"]["usages"], _name(leaf)
 
 
 def test_the_dashboards_are_the_committed_render_output(

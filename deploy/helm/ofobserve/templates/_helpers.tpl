@@ -53,6 +53,14 @@ app.kubernetes.io/part-of: ofobserve
 {{- end }}
 
 {{/* The direct source lists pods through the Kubernetes API; Prometheus needs no token. */}}
+{{/* Objects outside the release namespace (cluster-scoped, or in cert-manager's, KEDA's or
+the function namespaces): the release namespace is in the name, so that two releases of
+the same name in different namespaces never claim the same object. At most 52 characters,
+so that every suffix below (-selfsigned is the longest) fits in 63. */}}
+{{- define "ofobserve.clusterUnique" -}}
+{{- printf "%s-%s" (include "ofobserve.scaler" .) .Release.Namespace | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "ofobserve.needsKubernetesAPI" -}}
 {{- if eq .Values.scaler.source "direct" }}true{{- end }}
 {{- end }}
@@ -71,12 +79,12 @@ app.kubernetes.io/part-of: ofobserve
 {{- if eq .Values.tls.mode "secret" }}
 {{- required "tls.existingClientSecret is required with tls.mode: secret and keda.triggerAuthentication.create (KEDA reads ca.crt from it, and tls.crt and tls.key with tls.mutual)" .Values.tls.existingClientSecret }}
 {{- else }}
-{{- printf "%s-client" (include "ofobserve.scaler" .) }}
+{{- printf "%s-client" (include "ofobserve.clusterUnique" .) }}
 {{- end }}
 {{- end }}
 
 {{- define "ofobserve.triggerAuthenticationName" -}}
-{{- default (include "ofobserve.scaler" .) .Values.keda.triggerAuthentication.name }}
+{{- default (include "ofobserve.clusterUnique" .) .Values.keda.triggerAuthentication.name }}
 {{- end }}
 
 {{/* Namespaces of the namespaced TriggerAuthentications (and their client certificates). */}}
@@ -105,12 +113,17 @@ app.kubernetes.io/part-of: ofobserve
 {{- toYaml (concat $names .Values.tls.extraDnsNames) }}
 {{- end }}
 
+{{/* The self-signed chain's CA: its ClusterIssuer, Certificate and Secret. */}}
+{{- define "ofobserve.caName" -}}
+{{- printf "%s-ca" (include "ofobserve.clusterUnique" .) }}
+{{- end }}
+
 {{/* The issuer of the server and client certificates. */}}
 {{- define "ofobserve.issuerRef" -}}
 {{- if .Values.tls.certManager.issuerRef.name }}
 {{- toYaml .Values.tls.certManager.issuerRef }}
 {{- else }}
-name: {{ include "ofobserve.fullname" . }}-ca
+name: {{ include "ofobserve.caName" . }}
 kind: ClusterIssuer
 group: cert-manager.io
 {{- end }}
@@ -148,6 +161,9 @@ failureThreshold: {{ .probe.failureThreshold }}
 - --prometheus-bearer-token-file=/etc/ofobserve/prometheus-token/token
 {{- end }}
 {{- if $s.prometheus.basicAuth.username }}
+{{- if not $s.prometheus.basicAuth.passwordSecret.name }}
+{{- fail "scaler.prometheus.basicAuth.username needs scaler.prometheus.basicAuth.passwordSecret.name: the scaler reads the password from that Secret" }}
+{{- end }}
 - --prometheus-username={{ $s.prometheus.basicAuth.username }}
 - --prometheus-password-file=/etc/ofobserve/prometheus-password/password
 {{- end }}
