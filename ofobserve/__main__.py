@@ -1,5 +1,5 @@
 """``python -m ofobserve``: the same as the ``ofobserve`` command."""
 
-from ofobserve.cli import main
+from ofobserve.extras import main
 
 main()

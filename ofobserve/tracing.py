@@ -1,8 +1,9 @@
 """OpenTelemetry tracing for functions, configured from the standard ``OTEL_*`` variables.
 
-Does I/O once configured: spans go to an OTLP endpoint (gRPC by default, ``http/protobuf``
-on request). Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is
-set, and then :func:`setup` returns ``None`` and costs nothing. Also: W3C ``traceparent``
+Does I/O once configured: spans go to an OTLP endpoint (gRPC by default, the base install's
+exporter; ``http/protobuf`` on request, with the ``otlp-http`` extra). Off unless
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set, and then :func:`setup`
+returns ``None`` and costs nothing. Also: W3C ``traceparent``
 extraction from HTTP headers and CloudEvents, and a JSON log formatter carrying
 ``trace_id``/``span_id``. OpenTelemetry loads on first use: the scaler formats its logs with
 :class:`JSONLogFormatter` and runs without it (deploy/image does not install it).
@@ -89,6 +90,7 @@ def setup(function: str = "", env: Mapping[str, str] | None = None) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     url, protocol = configured
+    exporter = _exporter(url, protocol, env)
     attributes = {"service.name": env.get("OTEL_SERVICE_NAME") or function or "function"}
     if function:
         attributes["faas.name"] = function
@@ -97,7 +99,7 @@ def setup(function: str = "", env: Mapping[str, str] | None = None) -> Any:
             attributes[key] = env[var]
     resource = OTELResourceDetector().detect().merge(Resource.create(attributes))
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(_exporter(url, protocol)))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
     log.info("tracing to %s over %s", url, protocol)
@@ -111,15 +113,24 @@ def use(provider: Any) -> None:
     _provider = provider
 
 
-def _exporter(url: str, protocol: str) -> Any:
-    if protocol == "grpc":
+def _exporter(url: str, protocol: str, env: Mapping[str, str]) -> Any:
+    if protocol == "grpc":  # the base install's exporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         secure = url.startswith("https://")
         return OTLPSpanExporter(endpoint=url, insecure=not secure)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HTTPSpanExporter,
-    )
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HTTPSpanExporter,
+        )
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(("opentelemetry", "requests", "google")):
+            raise
+        var = next((v for v in PROTOCOL_VARS if env.get(v)), PROTOCOL_VARS[-1])
+        raise TracingConfigError(
+            f"{var}: {protocol!r} needs the otlp-http extra ({exc.name} is missing): "
+            "pip install 'ofobserve[otlp-http]'"
+        ) from None
 
     path = "" if url.rstrip("/").endswith("/v1/traces") else "/v1/traces"
     return HTTPSpanExporter(endpoint=url.rstrip("/") + path)
