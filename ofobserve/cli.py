@@ -6,7 +6,8 @@ environment variable, shown in ``--help``.
 
 The renderers and the settings models load inside the commands that use them, so that
 ``ofobserve scaler`` runs with the scaler's dependencies only (deploy/image); there, the
-other commands say in one line that they need the full install.
+other commands say in one line which install extra they need (``ofobserve.extras``, the
+console script, checks it first; this is the fallback).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import click
 
 from ofobserve import __version__
+from ofobserve.controller.command import controller
 from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput, ToolMissing
+from ofobserve.extras import COMMAND_EXTRAS, install_hint
 from ofobserve.scaler.command import scaler
 
 if TYPE_CHECKING:
@@ -35,7 +38,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_AFTER_SECONDS = 1.0
 #: Functions named per reason under the summary table.
 SUMMARY_NAMES = 3
-FULL_INSTALL = "pip install ofobserve"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -86,8 +88,10 @@ def _full_install() -> Iterator[None]:
             raise
         ctx = click.get_current_context(silent=True)
         command = ctx.command_path if ctx is not None else "ofobserve"
+        extra = COMMAND_EXTRAS.get(ctx.info_name or "" if ctx is not None else "", "all")
         click.echo(
-            f"error: {command} needs the full install ({exc.name} is missing): {FULL_INSTALL}",
+            f"error: {command} needs the {extra} extra ({exc.name} is missing): "
+            f"{install_hint(extra)}",
             err=True,
         )
         sys.exit(1)
@@ -396,3 +400,4 @@ def _summary(
 
 
 main.add_command(scaler)
+main.add_command(controller)

@@ -265,3 +265,28 @@ DASHBOARD_UID_LABEL: Final = "dashboard_uid"
 SCALER_PROMETHEUS_QUERIES_TOTAL: Final = "ofobserve_scaler_prometheus_queries_total"
 SCALER_REGISTERED_FUNCTIONS: Final = "ofobserve_scaler_registered_functions"
 SCALER_GRPC_SERVICE: Final = "externalscaler.ExternalScaler"
+
+# --- ofobserve controller (docs/controller.md) ---------------------------------------------------
+#: Labels on every object the controller applies for a function, beside ``managed-by`` and
+#: :data:`FUNCTION_POD_LABEL` (the name): the namespace, so that a dashboard ConfigMap in
+#: Grafana's namespace still names its function.
+FUNCTION_NAMESPACE_LABEL: Final = "ofobserve.io/function-namespace"
+#: Label of the fleet objects the controller applies (the overview and scaler dashboards);
+#: its value is the controller's ``--fleet-namespace``, which tells two controllers' apart.
+FLEET_LABEL: Final = "ofobserve.io/fleet"
+CONTROLLER_FIELD_MANAGER: Final = "ofobserve"
+CONTROLLER_FUNCTION_FIELD_MANAGER: Final = "ofobserve-function-label"
+CONTROLLER_RECONCILES_TOTAL: Final = "ofobserve_controller_reconciles_total"
+CONTROLLER_RECONCILE_SECONDS: Final = "ofobserve_controller_reconcile_duration_seconds"
+CONTROLLER_QUEUE_DEPTH: Final = "ofobserve_controller_queue_depth"
+CONTROLLER_WATCH_RESTARTS_TOTAL: Final = "ofobserve_controller_watch_restarts_total"
+CONTROLLER_APPLIED_TOTAL: Final = "ofobserve_controller_applied_objects_total"
+CONTROLLER_DELETED_TOTAL: Final = "ofobserve_controller_deleted_objects_total"
+CONTROLLER_RENDER_FAILURES_TOTAL: Final = "ofobserve_controller_render_failures_total"
+CONTROLLER_LEADER: Final = "ofobserve_controller_leader"
+CONTROLLER_FUNCTIONS: Final = "ofobserve_controller_functions"
+#: Field manager of the scaling wiring the controller applies to a Function
+#: (``spec.serving.scaleOptions``: render's ``scaling`` Function patch), and the count of
+#: those applies refused with a 409 because another manager owns the fields.
+CONTROLLER_SCALING_FIELD_MANAGER: Final = "ofobserve-scaling"
+CONTROLLER_SCALING_CONFLICTS_TOTAL: Final = "ofobserve_controller_scaling_conflicts_total"

@@ -17,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ofobserve.settings import Settings
+from ofobserve.loading import load_config
+from ofobserve.settings import Settings, fleet_settings
 from tests.support.chart import (
     CHART,
     GOLDEN,
@@ -134,10 +135,21 @@ def test_values_outside_the_schema_are_refused(helm: str, helm_home: Path) -> No
 # --- security ---------------------------------------------------------------------------------
 
 
-def _pod_specs(found: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _pod_specs(
+    found: list[dict[str, Any]], component: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     for obj in found:
-        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        workload = obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")
+        if workload and component in (None, _component(obj)):
             yield _name(obj), obj["spec"]["template"]["spec"]
+
+
+def _component(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def _is(obj: dict[str, Any], kind: str, component: str = "scaler") -> bool:
+    return obj["kind"] == kind and _component(obj) == component
 
 
 @pytest.mark.parametrize("value_set", SETS)
@@ -165,21 +177,31 @@ def test_every_pod_meets_the_restricted_pod_security_profile(
             assert container["resources"]["limits"]["memory"], name
             assert container["livenessProbe"], name
             assert container["readinessProbe"], name
-        # the Kubernetes API token only where the direct source lists pods
-        wants_api = "--source=direct" in pod["containers"][0]["args"]
+        # the Kubernetes API token only where the direct source lists pods, and in the
+        # controller, which talks to the API server
+        args = pod["containers"][0]["args"]
+        wants_api = args[0] == "controller" or "--source=direct" in args
         assert pod["automountServiceAccountToken"] is wants_api, name
 
 
+def _watched(value_set: str) -> list[str]:
+    path = VALUE_SETS[value_set]
+    return list(yaml.safe_load(path.read_text()).get("watchNamespaces", [])) if path else []
+
+
+def _roles(found: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    return [o for o in found if o["kind"] in ("Role", "ClusterRole") and _component(o) == component]
+
+
 @pytest.mark.parametrize("value_set", SETS)
-def test_rbac_grants_exactly_listing_pods_and_never_a_wildcard(
+def test_rbac_grants_the_scaler_exactly_listing_pods_and_never_a_wildcard(
     rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str
 ) -> None:
     found = rendered[(value_set, GOLDEN_KUBE_VERSION)]
-    roles = [o for o in found if o["kind"] in ("Role", "ClusterRole")]
-    direct = any("--source=direct" in pod["containers"][0]["args"] for _, pod in _pod_specs(found))
-    watched = VALUE_SETS[value_set] and yaml.safe_load(VALUE_SETS[value_set].read_text()).get(
-        "watchNamespaces"
-    )
+    roles = _roles(found, "scaler")
+    scalers = list(_pod_specs(found, "scaler"))
+    direct = any("--source=direct" in pod["containers"][0]["args"] for _, pod in scalers)
+    watched = _watched(value_set)
     if not direct:
         assert roles == []
         return
@@ -187,7 +209,7 @@ def test_rbac_grants_exactly_listing_pods_and_never_a_wildcard(
         assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(watched)
         assert {r["kind"] for r in roles} == {"Role"}
         # and the scaler refuses the other namespaces by name instead of failing to list
-        [(_, pod)] = list(_pod_specs(found))
+        [(_, pod)] = scalers
         flags = [a for a in pod["containers"][0]["args"] if a.startswith("--watch-namespace=")]
         assert flags == [f"--watch-namespace={n}" for n in watched]
     else:
@@ -198,21 +220,146 @@ def test_rbac_grants_exactly_listing_pods_and_never_a_wildcard(
         assert "*" not in text
 
 
-def test_the_network_policy_admits_only_keda_and_monitoring(
+#: What the controller sends (docs/controller.md "RBAC"), per namespace of functions.
+MANAGE = ["list", "create", "patch", "delete"]
+CONTROLLER_RULES = [
+    {"apiGroups": ["core.openfunction.io"], "resources": ["functions"],
+     "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": ["monitoring.coreos.com"], "resources": ["podmonitors", "prometheusrules"],
+     "verbs": MANAGE},
+    {"apiGroups": ["keda.sh"], "resources": ["scaledobjects", "triggerauthentications"],
+     "verbs": MANAGE},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": MANAGE},
+    {"apiGroups": ["grafana.integreatly.org"], "resources": ["grafanadashboards"],
+     "verbs": MANAGE},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]  # fmt: skip
+#: In the release namespace: its settings ConfigMap and its Lease.
+CONTROLLER_OWN_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "create", "update"]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value_set", SETS)
+def test_rbac_grants_the_controller_what_it_sends_and_never_a_wildcard(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str
+) -> None:
+    found = rendered[(value_set, GOLDEN_KUBE_VERSION)]
+    roles = _roles(found, "controller")
+    if not list(_pod_specs(found, "controller")):
+        assert roles == []
+        return
+    by_place = {
+        (r["kind"], r["metadata"].get("namespace", ""), r["metadata"]["name"]): r["rules"]
+        for r in roles
+    }
+    watched = _watched(value_set)
+    unique = f"ofobserve-controller-{NAMESPACE}"  # outside the release namespace
+    expected = {("Role", NAMESPACE, "ofobserve-controller"): CONTROLLER_OWN_RULES}
+    if watched:
+        expected |= {("Role", n, unique): CONTROLLER_RULES for n in watched}
+        if NAMESPACE not in watched:  # the fleet dashboards go to the release namespace
+            expected[("Role", NAMESPACE, f"{unique}-dashboards")] = CONTROLLER_RULES[3:5]
+    else:
+        expected[("ClusterRole", "", unique)] = CONTROLLER_RULES
+    assert by_place == expected
+    assert "*" not in json.dumps([r["rules"] for r in roles])
+    bindings = [o for o in found if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    for role in roles:
+        [binding] = [
+            b for b in bindings
+            if b["roleRef"]["name"] == role["metadata"]["name"]
+            and b["metadata"].get("namespace") == role["metadata"].get("namespace")
+        ]  # fmt: skip
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "ofobserve-controller", "namespace": NAMESPACE}
+        ]
+
+
+@pytest.mark.parametrize("value_set", SETS)
+def test_the_controller_settings_load_and_point_at_the_charts_scaler(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str, tmp_path: Path
+) -> None:
+    """The settings ConfigMap is a settings file ofobserve accepts, whose scaler address
+    is the chart's Service and whose authentication is the chart's."""
+    found = rendered[(value_set, GOLDEN_KUBE_VERSION)]
+    maps = [o for o in found if o["kind"] == "ConfigMap" and _component(o) == "controller"]
+    if not maps:
+        return
+    [settings_map] = maps
+    path = tmp_path / "ofobserve.yaml"
+    path.write_text(settings_map["data"]["ofobserve.yaml"])
+    scaling = fleet_settings(load_config(str(path))).scaling
+    [service] = [o for o in found if o["kind"] == "Service" and _component(o) == "scaler"]
+    assert scaling.scaler_address == f"{service['metadata']['name']}.{NAMESPACE}.svc:6000"
+    auths = [o for o in found if o["kind"].endswith("TriggerAuthentication")]
+    if auths:
+        assert scaling.trigger_authentication is not None
+        assert {(a["kind"], a["metadata"]["name"]) for a in auths} == {
+            (scaling.trigger_authentication.kind, scaling.trigger_authentication.name)
+        }
+    [(_, pod)] = list(_pod_specs(found, "controller"))
+    args = pod["containers"][0]["args"]
+    assert f"--config-map={NAMESPACE}/{settings_map['metadata']['name']}" in args
+    assert [a for a in args if a.startswith("--namespace=")] == [
+        f"--namespace={n}" for n in _watched(value_set)
+    ]
+
+
+def test_controller_replicas_follow_leader_election(helm: str, helm_home: Path) -> None:
+    def controller(*values: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION, *values))
+        [deploy] = [o for o in found if o["kind"] == "Deployment" and _component(o) == "controller"]
+        pdbs = [
+            o for o in found if o["kind"] == "PodDisruptionBudget" and _component(o) == "controller"
+        ]
+        return deploy, pdbs
+
+    deploy, pdbs = controller()
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}  # never two at once
+    assert pdbs == []
+    assert not [a for a in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+                if a.startswith("--leader-elect")]  # fmt: skip
+    deploy, pdbs = controller("--set", "controller.leaderElection=true")
+    assert deploy["spec"]["replicas"] == 2
+    assert "strategy" not in deploy["spec"]
+    [pdb] = pdbs
+    assert pdb["spec"]["minAvailable"] == 1
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert f"--lease-namespace={NAMESPACE}" in args
+    result = run_helm(helm, helm_home, "template", RELEASE, str(CHART),
+                      "--set", "controller.replicas=2", check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "controller.replicas above 1 needs controller.leaderElection" in result.stderr
+
+
+def test_the_network_policies_admit_only_keda_and_monitoring(
     rendered: dict[tuple[str, str], list[dict[str, Any]]],
 ) -> None:
-    [policy] = [
-        o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if o["kind"] == "NetworkPolicy"
-    ]
-    rules = policy["spec"]["ingress"]
-    admitted = {
-        rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: [
-            p["port"] for p in rule["ports"]
-        ]
-        for rule in rules
+    """The scaler: KEDA to gRPC, Prometheus to metrics. The controller: Prometheus only."""
+    policies = {
+        _component(o): o
+        for o in rendered[("defaults", GOLDEN_KUBE_VERSION)]
+        if o["kind"] == "NetworkPolicy"
     }
-    assert admitted == {"keda": ["grpc"], "monitoring": ["metrics"]}
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    admitted = {
+        component: {
+            rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: [
+                p["port"] for p in rule["ports"]
+            ]
+            for rule in policy["spec"]["ingress"]
+        }
+        for component, policy in policies.items()
+    }
+    assert admitted == {
+        "scaler": {"keda": ["grpc"], "monitoring": ["metrics"]},
+        "controller": {"monitoring": ["metrics"]},
+    }
+    assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies.values())
     assert not any(o["kind"] == "NetworkPolicy" for o in rendered[("minimal", GOLDEN_KUBE_VERSION)])
 
 
@@ -227,7 +374,7 @@ def test_the_server_certificate_covers_the_address_render_writes(
     found = rendered[("defaults", GOLDEN_KUBE_VERSION)]
     address = Settings().scaling.scaler_address
     host, port = address.rsplit(":", 1)
-    [service] = [o for o in found if o["kind"] == "Service"]
+    [service] = [o for o in found if _is(o, "Service")]
     assert f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc" == host
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
         "grpc": int(port),
@@ -254,8 +401,8 @@ def test_probes_and_the_disruption_budget_follow_the_cluster_version(
 
     def deployment_and_pdb(version: str) -> tuple[dict[str, Any], dict[str, Any]]:
         found = objects(template(helm, helm_home, "defaults", version))
-        [deploy] = [o for o in found if o["kind"] == "Deployment"]
-        [pdb] = [o for o in found if o["kind"] == "PodDisruptionBudget"]
+        [deploy] = [o for o in found if _is(o, "Deployment")]
+        [pdb] = [o for o in found if _is(o, "PodDisruptionBudget")]
         return deploy["spec"]["template"]["spec"]["containers"][0], pdb
 
     container, pdb = deployment_and_pdb("1.24.0")
@@ -273,7 +420,7 @@ def test_termination_grace_covers_the_prestop_sleep_and_the_scalers_drain(
 ) -> None:
     found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION,
                              "--set-json", "scaler.gracePeriod=22.5"))  # fmt: skip
-    [deploy] = [o for o in found if o["kind"] == "Deployment"]
+    [deploy] = [o for o in found if _is(o, "Deployment")]
     pod = deploy["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert "--grace-period=22.5" in container["args"]
@@ -281,7 +428,7 @@ def test_termination_grace_covers_the_prestop_sleep_and_the_scalers_drain(
     assert pod["terminationGracePeriodSeconds"] == 5 + 23 + 5
     found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION,
                              "--set", "scaler.preStopSleepSeconds=0"))  # fmt: skip
-    [deploy] = [o for o in found if o["kind"] == "Deployment"]
+    [deploy] = [o for o in found if _is(o, "Deployment")]
     pod = deploy["spec"]["template"]["spec"]
     assert "lifecycle" not in pod["containers"][0]
     assert pod["terminationGracePeriodSeconds"] == 10 + 5
@@ -333,10 +480,12 @@ def test_the_self_signed_ca_keeps_its_key_across_renewals(
 def test_the_dashboards_are_the_committed_render_output(
     rendered: dict[tuple[str, str], list[dict[str, Any]]],
 ) -> None:
-    """Sidecar ConfigMaps by default, GrafanaDashboards on request, both carrying the JSON
-    that scripts/chart_files.py took from ``ofobserve render`` (its drift test is below)."""
+    """Without the controller (which applies them itself): sidecar ConfigMaps, or
+    GrafanaDashboards on request, both carrying the JSON that scripts/chart_files.py took
+    from ``ofobserve render`` (its drift test is below)."""
     files = CHART / "files" / "dashboards"
-    maps = [o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if o["kind"] == "ConfigMap"]
+    gitops = rendered[("gitops", GOLDEN_KUBE_VERSION)]
+    maps = [o for o in gitops if o["kind"] == "ConfigMap" and _component(o) == "scaler"]
     by_key = {key: value for m in maps for key, value in m["data"].items()}
     assert json.loads(by_key["overview.json"]) == json.loads((files / "overview.json").read_text())
     assert json.loads(by_key["scaler.json"]) == json.loads((files / "scaler.json").read_text())
@@ -380,25 +529,71 @@ def test_the_fluent_bit_config_tails_the_watched_namespaces(
 def test_the_scalers_own_alerts_pass_promtool(
     rendered: dict[tuple[str, str], list[dict[str, Any]]], promtool: str, tmp_path: Path
 ) -> None:
-    [rule] = [
-        o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if o["kind"] == "PrometheusRule"
-    ]
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert alerts == {
+    [rule] = [o for o in rendered[("defaults", GOLDEN_KUBE_VERSION)] if _is(o, "PrometheusRule")]
+    assert _alert_names(rule) == {
         "OfobserveScalerDown",
         "OfobserveScalerReplicaDown",
         "OfobserveScalerSourceStale",
         "OfobserveScalerSourceErrors",
         "OfobserveScalerRPCErrors",
     }
+    _promtool_check_and_test(promtool, tmp_path, rule, _alert_tests())
+
+
+def test_the_controllers_alerts_pass_promtool(
+    rendered: dict[tuple[str, str], list[dict[str, Any]]], promtool: str, tmp_path: Path
+) -> None:
+    found = rendered[("defaults", GOLDEN_KUBE_VERSION)]
+    [rule] = [o for o in found if _is(o, "PrometheusRule", "controller")]
+    assert _alert_names(rule) == {
+        "OfobserveControllerDown",
+        "OfobserveControllerNoLeader",
+        "OfobserveControllerReconcileErrors",
+        "OfobserveFunctionRenderFailed",
+    }
+    job = "ofobserve-controller"
+    reconciles = "ofobserve_controller_reconciles_total"
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    _series("up", "1x3 0x10", job=job),
+                    _series("ofobserve_controller_leader", "1x3 0x10", job=job),
+                    _series(reconciles, "0x3 0+2x10", job=job, result="error"),
+                    _series("ofobserve_controller_render_failures_total", "0x3 1x20", job=job),
+                ],
+                "alert_rule_test": [
+                    _fires("3m", "OfobserveControllerDown"),
+                    _fires("10m", "OfobserveControllerDown", severity="warning"),
+                    _fires("10m", "OfobserveControllerNoLeader", severity="warning"),
+                    _fires("10m", "OfobserveControllerReconcileErrors", severity="warning"),
+                    _fires("3m", "OfobserveFunctionRenderFailed"),
+                    _fires("5m", "OfobserveFunctionRenderFailed", severity="info", job=job),
+                    _fires("22m", "OfobserveFunctionRenderFailed"),  # resolved, 15 m on
+                ],
+            },
+        ],
+    }
+    _promtool_check_and_test(promtool, tmp_path, rule, tests)
+
+
+def _alert_names(rule: dict[str, Any]) -> set[str]:
+    return {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+def _promtool_check_and_test(
+    promtool: str, tmp_path: Path, rule: dict[str, Any], tests: dict[str, Any]
+) -> None:
     full = tmp_path / "full.yaml"
     full.write_text(yaml.safe_dump(rule["spec"]))
     # the unit tests look at when each alert fires and its labels; `check` reads the rest
     bare = [{**r, "annotations": {}} for g in rule["spec"]["groups"] for r in g["rules"]]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "t", "rules": bare}]}))
-    tests = tmp_path / "tests.yaml"
-    tests.write_text(yaml.safe_dump(_alert_tests()))
-    for command in (["check", "rules", str(full)], ["test", "rules", str(tests)]):
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    for command in (["check", "rules", str(full)], ["test", "rules", str(tmp_path / "tests.yaml")]):
         result = subprocess.run([promtool, *command], capture_output=True, text=True,
                                 cwd=tmp_path, check=False)  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
@@ -506,10 +701,12 @@ def _release(cluster: KubeAPI, helm: str, home: Path) -> list[dict[str, Any]]:
     return objects(_helm_on(cluster, helm, home, "get", "manifest", RELEASE, "-n", NAMESPACE))
 
 
-def _can(cluster: KubeAPI, verb: str, resource: str, namespace: str) -> bool:
-    account = f"system:serviceaccount:{NAMESPACE}:ofobserve-scaler"
+def _can(
+    cluster: KubeAPI, verb: str, resource: str, namespace: str, account: str = "ofobserve-scaler"
+) -> bool:
+    subject = f"system:serviceaccount:{NAMESPACE}:{account}"
     result = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace,
-                             f"--as={account}", check=False)  # fmt: skip
+                             f"--as={subject}", check=False)  # fmt: skip
     return result.stdout.strip() == "yes"
 
 
@@ -529,7 +726,7 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
     for obj in installed:
         stored = _stored(cluster, obj)
         assert stored is not None, _name(obj)
-        if obj["kind"] == "Deployment":
+        if _is(obj, "Deployment"):
             # 1.20 has no gRPC probes: the chart asked for a TCP probe, and it was kept
             container = stored["spec"]["template"]["spec"]["containers"][0]
             assert container["livenessProbe"]["tcpSocket"] == {"port": "health"}
@@ -539,6 +736,13 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
     assert _can(cluster, "list", "pods", "shop")
     assert not _can(cluster, "get", "secrets", "shop")
     assert not _can(cluster, "watch", "pods", "shop")
+    controller = "ofobserve-controller"
+    assert _can(cluster, "patch", "functions.core.openfunction.io", "shop", controller)
+    assert _can(cluster, "create", "prometheusrules.monitoring.coreos.com", "shop", controller)
+    assert _can(cluster, "update", "leases.coordination.k8s.io", NAMESPACE, controller)
+    assert not _can(cluster, "update", "leases.coordination.k8s.io", "shop", controller)
+    assert not _can(cluster, "get", "secrets", "shop", controller)
+    assert not _can(cluster, "delete", "functions.core.openfunction.io", "shop", controller)
 
     # upgrade: certificates from existing Secrets, three replicas
     _helm_on(cluster, helm, helm_home, "upgrade", RELEASE, chart, "-n", NAMESPACE,
@@ -547,7 +751,7 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
     assert not [o for o in upgraded if o["kind"] in ("Certificate", "ClusterIssuer")]
     for gone in (o for o in installed if o["kind"] in ("Certificate", "ClusterIssuer")):
         assert _stored(cluster, gone) is None, _name(gone)
-    [deploy] = [o for o in upgraded if o["kind"] == "Deployment"]
+    [deploy] = [o for o in upgraded if _is(o, "Deployment")]
     stored = _stored(cluster, deploy)
     assert stored is not None
     assert stored["spec"]["replicas"] == 3
@@ -559,9 +763,12 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
     _helm_on(cluster, helm, helm_home, "upgrade", RELEASE, chart, "-n", NAMESPACE,
              *values_args("watch-namespaces"))  # fmt: skip
     watched = _release(cluster, helm, helm_home)
-    assert sorted(o["metadata"]["namespace"] for o in watched if o["kind"] == "Role") == [
+    assert sorted(o["metadata"]["namespace"] for o in watched if _is(o, "Role")) == [
         "media", "shop"
     ]  # fmt: skip
+    assert _can(cluster, "patch", "functions.core.openfunction.io", "shop", "ofobserve-controller")
+    assert not _can(cluster, "list", "functions.core.openfunction.io", "keda",
+                    "ofobserve-controller")  # fmt: skip
     assert _can(cluster, "list", "pods", "shop")
     assert not _can(cluster, "list", "pods", "keda")
     for obj in watched:
@@ -573,3 +780,25 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
     _helm_on(cluster, helm, helm_home, "uninstall", RELEASE, "-n", NAMESPACE)
     for obj in installed + upgraded + watched:
         assert _stored(cluster, obj) is None, _name(obj)
+
+
+def test_the_controller_may_write_dashboards_where_its_settings_put_them(
+    helm: str, helm_home: Path
+) -> None:
+    """A grafana.namespace in controller.settings (defaults or an override) gets the
+    dashboards Role too, not only the fleet namespace."""
+    settings = {
+        "defaults": {"grafana": {"namespace": "grafana"}},
+        "overrides": [
+            {"match": {"namespace": "shop"}, "settings": {"grafana": {"namespace": "g2"}}}
+        ],
+    }
+    values = ("--set", "watchNamespaces={shop}",
+              "--set-json", f"controller.settings={json.dumps(settings)}")  # fmt: skip
+    found = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION, *values))
+    roles = {
+        r["metadata"]["namespace"]: r["rules"]
+        for r in _roles(found, "controller")
+        if r["metadata"]["name"].endswith("-dashboards")
+    }
+    assert roles == dict.fromkeys((NAMESPACE, "grafana", "g2"), CONTROLLER_RULES[3:5])

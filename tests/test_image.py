@@ -35,12 +35,12 @@ from tests.test_scaler_server import eventually
 IMAGE = REPO / "deploy" / "image"
 #: The Dockerfile's USER.
 IMAGE_UID = 65532
-#: Render-only, instrumentation-only and test packages: none may reach the image.
+#: Instrumentation-only and test packages: none may reach the image.
 ABSENT_DISTRIBUTIONS = (
-    "grafanalib",
     "opentelemetry-api",
     "opentelemetry-sdk",
     "opentelemetry-exporter-otlp",
+    "opentelemetry-exporter-otlp-proto-grpc",
     "pytest",
     "grpcio-tools",
     "mypy",
@@ -49,7 +49,7 @@ ABSENT_DISTRIBUTIONS = (
     "setuptools",
     "wheel",
 )
-ABSENT_MODULES = ("grafanalib", "opentelemetry", "pytest", "grpc_tools", "mypy", "hypothesis",
+ABSENT_MODULES = ("opentelemetry", "pytest", "grpc_tools", "mypy", "hypothesis",
                   "pip")  # fmt: skip
 
 
@@ -262,14 +262,16 @@ def _cli(prefix: Path, sandbox: Path, *args: str) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
-def test_the_prefix_serves_help_and_refuses_render_in_one_line(prefix: Path, sandbox: Path) -> None:
-    for args in (["--help"], ["scaler", "--help"]):
+def test_the_prefix_runs_the_controller_and_renders(prefix: Path, sandbox: Path) -> None:
+    """The image holds the controller's closure (render + scaler): its commands start, and
+    the render core it runs validates the bundled examples."""
+    for args in (["--help"], ["scaler", "--help"], ["controller", "--help"]):
         result = _cli(prefix, sandbox, *args)
         assert (result.returncode, result.stderr) == (0, ""), args
     assert "--metrics-listen" in _cli(prefix, sandbox, "scaler", "--help").stdout
-    result = _cli(prefix, sandbox, "render", str(REPO / "examples" / "functions"))
-    assert result.returncode == 1
-    assert result.stderr == (
-        "error: ofobserve render needs the full install (grafanalib is missing): "
-        "pip install ofobserve\n"
-    )
+    assert "--leader-elect" in _cli(prefix, sandbox, "controller", "--help").stdout
+    examples = REPO / "examples"
+    result = _cli(prefix, sandbox, "validate", str(examples / "functions"),
+                  "-c", str(examples / "ofobserve.yaml"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1].endswith("function(s) valid")

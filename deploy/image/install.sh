@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the scaler's runtime into PREFIX: a virtualenv with ofobserve and exactly the
+# Install the scaler's and the controller's runtime into PREFIX: a virtualenv with ofobserve and exactly the
 # pinned packages of requirements.txt, bytecode precompiled, no pip in it.
 #
 #   deploy/image/install.sh PREFIX
@@ -22,8 +22,9 @@ python=${PYTHON:-python3}
 pip_python=${PIP_PYTHON:-$python}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-# What pyproject requires and the scaler does not: pip check may report only these missing.
-omitted='grafanalib|opentelemetry-api|opentelemetry-sdk|opentelemetry-exporter-otlp'
+# What pyproject's base install (the function side) requires and the image does not: pip
+# check may report only these missing. The controller extra's closure is requirements.txt.
+omitted='opentelemetry-api|opentelemetry-sdk|opentelemetry-exporter-otlp-proto-grpc'
 
 if [[ -e $prefix && ! -d $prefix ]]; then
     echo "error: $prefix exists and is not a directory" >&2

@@ -22,18 +22,71 @@
 {{- printf "%s-scaler" (include "ofobserve.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* A component's selector labels: (dict "context" $ "component" "scaler"). */}}
+{{- define "ofobserve.componentSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "ofobserve.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* A component's labels: (dict "context" $ "component" "scaler"). */}}
+{{- define "ofobserve.componentLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .context.Chart.Name .context.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "ofobserve.componentSelectorLabels" . }}
+app.kubernetes.io/version: {{ .context.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+app.kubernetes.io/part-of: ofobserve
+{{- end }}
+
 {{- define "ofobserve.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "ofobserve.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: scaler
+{{- include "ofobserve.componentSelectorLabels" (dict "context" . "component" "scaler") }}
 {{- end }}
 
 {{- define "ofobserve.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "ofobserve.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: ofobserve
+{{- include "ofobserve.componentLabels" (dict "context" . "component" "scaler") }}
+{{- end }}
+
+{{- define "ofobserve.controllerSelectorLabels" -}}
+{{- include "ofobserve.componentSelectorLabels" (dict "context" . "component" "controller") }}
+{{- end }}
+
+{{- define "ofobserve.controllerLabels" -}}
+{{- include "ofobserve.componentLabels" (dict "context" . "component" "controller") }}
+{{- end }}
+
+{{/* The controller's objects: Deployment, ServiceAccount, settings ConfigMap, Lease. */}}
+{{- define "ofobserve.controller" -}}
+{{- printf "%s-controller" (include "ofobserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The controller's RBAC outside the release namespace (release namespace in the name). */}}
+{{- define "ofobserve.controllerClusterUnique" -}}
+{{- printf "%s-%s" (include "ofobserve.controller" .) .Release.Namespace | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ofobserve.controllerReplicas" -}}
+{{- $c := .Values.controller }}
+{{- $replicas := ternary 2 1 $c.leaderElection }}
+{{- if not (kindIs "invalid" $c.replicas) }}{{ $replicas = int $c.replicas }}{{ end }}
+{{- if and (gt $replicas 1) (not $c.leaderElection) }}
+{{- fail "controller.replicas above 1 needs controller.leaderElection: replicas without a Lease would all reconcile" }}
+{{- end }}
+{{- $replicas }}
+{{- end }}
+
+{{/* The controller's settings file: the chart's scaler address, authentication and
+dashboard delivery as defaults, then controller.settings over them. */}}
+{{- define "ofobserve.controllerSettings" -}}
+{{- $scaling := dict "scalerAddress" (printf "%s.%s.svc:%v" (include "ofobserve.scaler" .) .Release.Namespace .Values.scaler.ports.grpc) }}
+{{- if and (ne .Values.tls.mode "none") .Values.keda.triggerAuthentication.create }}
+{{- $_ := set $scaling "triggerAuthentication" (dict "kind" .Values.keda.triggerAuthentication.kind "name" (include "ofobserve.triggerAuthenticationName" .)) }}
+{{- end }}
+{{- $d := .Values.dashboards }}
+{{- $grafana := dict "folder" $d.folder "delivery" (ternary "configmap" "grafana-operator" (eq $d.kind "configMap")) }}
+{{- if $d.namespace }}{{ $_ := set $grafana "namespace" $d.namespace }}{{ end }}
+{{- if ne $d.kind "configMap" }}{{ $_ := set $grafana "instanceSelector" $d.instanceSelector.matchLabels }}{{ end }}
+{{- $chart := dict "defaults" (dict "scaling" $scaling "grafana" $grafana) }}
+{{- toYaml (mustMergeOverwrite $chart (deepCopy .Values.controller.settings)) }}
 {{- end }}
 
 {{- define "ofobserve.serviceAccountName" -}}
