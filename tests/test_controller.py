@@ -978,3 +978,22 @@ def test_a_deleted_settings_configmap_keeps_the_last_good_settings() -> None:
     absent = SettingsSource(("ofobserve", "settings"), "ofobserve.yaml", fresh.append)
     absent.absent()  # none at start: the built-in settings, until one appears
     assert [config.source for config in fresh] == ["<built-in>"]
+
+
+def test_once_ends_and_exits_1_naming_what_was_not_reconciled(cluster: Cluster) -> None:
+    """``--once`` does not retry: a refused Function (and an API error would be the same)
+    ends the pass with exit 1 and a line naming each; the good ones are still applied."""
+    ns = cluster.api.fresh_namespace("ctl-once")
+    cluster.create(function_doc(ns, "fine"))
+    cluster.create(function_doc(ns, "bad", **{"ofobserve.io/slo.availability": "lots"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "ofobserve", "controller", "--once", "--log-format=text",
+         f"--kubeconfig={cluster.api.kubeconfig}", f"--namespace={ns}",
+         f"--fleet-namespace={ns}", "--listen=127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: 1 not reconciled: {ns}/bad: " + BAD_MESSAGE.format(ns=ns)
+    )
+    assert len(cluster.managed(ns, "fine")) == 3

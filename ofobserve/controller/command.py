@@ -343,6 +343,7 @@ def _serve(o: dict[str, Any], config_map: tuple[str, str] | None, host: str, por
             namespaces=namespaces,
             function_version=version,
             identity=identity,
+            once=o["once"],
         ),
         leading=leading,
     )
@@ -385,8 +386,11 @@ def _serve(o: dict[str, Any], config_map: tuple[str, str] | None, host: str, por
     def synced() -> bool:
         return all(i.synced.is_set() for i in informers)
 
+    def ready() -> bool:  # listed, and settings in force (not refused at start)
+        return synced() and reconciler.config is not None
+
     try:
-        ops = OpsServer(host, port, registry, synced)
+        ops = OpsServer(host, port, registry, ready)
     except OSError as exc:
         _fail(f"cannot listen on {o['listen']}: {exc.strerror}")
 
@@ -440,3 +444,9 @@ def _serve(o: dict[str, Any], config_map: tuple[str, str] | None, host: str, por
             elector.release()
         ops.stop()
         log.info("stopped")
+    if o["once"] and (reconciler.errors or reconciler.failures):
+        failed = {**reconciler.failures, **reconciler.errors}
+        _fail(
+            f"{len(failed)} not reconciled: "
+            + "; ".join(f"{owner}: {message}" for owner, message in sorted(failed.items()))
+        )

@@ -81,6 +81,8 @@ class Options:
     namespaces: tuple[str, ...] | None = None
     function_version: str = "v1beta2"
     identity: str = COMPONENT
+    #: ``--once``: a key whose reconcile fails is not retried (the pass ends, and says so).
+    once: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -105,6 +107,8 @@ class Reconciler:
         self.indexed_namespaces: set[str] = set()
         self.subjects: dict[Owner, Subject] = {}
         self.failures: dict[Owner, str] = {}
+        #: Keys whose last reconcile failed on the API (with ``once``: not retried).
+        self.errors: dict[Owner, str] = {}
         #: The last ScalingNotWired message of each owner: one Event per distinct conflict.
         self.conflicts: dict[Owner, str] = {}
         #: What the last successful reconcile of each owner saw and applied, so that an event
@@ -194,13 +198,18 @@ class Reconciler:
         try:
             result = self.reconcile(owner)
             self.queue.forget(owner)
+            self.errors.pop(owner, None)
         except NotLeader:
             result = "not_leader"
             self.queue.add(owner)  # the next leader term starts with everything anyway
         except Exception as exc:  # an API error: back off this key, go on with the others
-            delay = self.queue.add_rate_limited(owner)
-            log.warning("reconcile of %s failed, retrying in %.2f s: %s", owner, delay, exc)
+            self.errors[owner] = str(exc)
             result = "error"
+            if self.options.once:
+                log.error("reconcile of %s failed: %s", owner, exc)
+            else:
+                delay = self.queue.add_rate_limited(owner)
+                log.warning("reconcile of %s failed, retrying in %.2f s: %s", owner, delay, exc)
         finally:
             self.queue.done(owner)
         self.metrics.reconciles.labels(result).inc()
