@@ -321,6 +321,101 @@ def _humanize_duration(value: float) -> str:
     return f"{sign}{_g(v)}{prefix}s"
 
 
+HOW_RULES_ARE_BUILT = """\
+## How the rules are built
+
+Prometheus evaluates the same number of rules for 10 functions as for 1,000, except one
+group of constant series per function (`vector(...)`, next to nothing to evaluate).
+
+**Fleet rules.** `rules/fleet/` holds one PrometheusRule per profile family (a profile
+variant such as `knative-opencensus` or `dapr-binding-pubsub`, plus the extra matchers'
+label names when there are any: `ofobserve-by-cluster`) and `common.yaml` for what they
+share. A family's rules record each signal once for all its functions, `sum by (namespace,
+function, <extra matcher names>)`:
+
+- `namespace_function:requests:increase5m`, `…:errors:increase5m`,
+  `…:requests_observed:increase5m` (the latency histograms' count) and
+  `…:requests_slow:increase5m`: 5-minute increases of total and bad events, from the raw
+  series, each restricted to the family's functions (`and on (namespace, function)
+  ofobserve:function:info{ofobserve_rules="<family>"}`) and labelled
+  `ofobserve_rules="<family>"`, so that no family reads another's;
+- `namespace_function:request_duration_bucket:rate5m` by `le` (in the histogram's own unit,
+  a trailing `.0` removed: Python's client writes `1.0` where Go writes `1`), which the
+  quantiles and the latency SLI read;
+- from those, under the names and labels of the per-function rules before them:
+  `namespace_function:requests:rate<window>`, `…:errors:rate5m`,
+  `…:error_ratio:rate5m`, `…:request_duration_seconds:quantile_rate5m{quantile}`,
+  `…:requests_in_flight:sum`, and Sloth's `slo:sli_error:ratio_rate<window>` with
+  `sloth_id`, `sloth_service`, `sloth_slo`, `sloth_window` (made with `label_join`).
+
+No rule reads a raw series over more than 5 minutes. Every longer window (30m … 30d) sums
+the 5-minute increases: `sum_over_time(…:increase5m[<window - 1s>])` (one second short, so
+that the range holds exactly `window / interval` samples in Prometheus 2 and 3 alike).
+
+- **Ratios (the SLIs)** are a sum of bad increases over a sum of total increases. Recorded
+  every evaluation interval, each 5-minute increase overlaps the next ones, so each event is
+  counted `5m / interval` times, in both sums alike: the ratio is exact and weighted by
+  traffic, whatever the interval. (Sloth's optimized period SLI, and ofobserve's before this,
+  averaged the 5-minute ratios over 30 days, so a quiet night weighed as much as a busy day:
+  slok/sloth `internal/prometheus/recording_rules.go`, `optimizedSLIRecordGenerator`.)
+- **Rates** (requests per second over a window, read by the low-traffic guard) divide the
+  same sum by that factor, counted rather than assumed: `count_over_time(…:increase5m[299s])`
+  is `5m / interval`. So nothing depends on the evaluation interval, which ofobserve does not
+  set.
+- A sum of 5-minute increases sees its window shifted back by half of `5m - interval` (2
+  minutes at a 1-minute interval, none at 5 minutes) and blurs its edges over 5 minutes:
+  exact wherever the traffic does not change within 5 minutes of the edges, and as a
+  window for burn-rate alerts that changes nothing (`tests/test_fleet_rules.py` shows both).
+
+`common.yaml` records the replicas and the KEDA mapping from kube-state-metrics for every
+function at once (the function's name from the Deployment's `label_ofobserve_io_function`),
+Sloth's `slo:current_burn_rate:ratio`, `slo:period_burn_rate:ratio` and
+`slo:period_error_budget_remaining:ratio`, and holds every alert.
+
+**Per-function constant series.** Each function's own PrometheusRule (`rules/<ns>/<name>.yaml`,
+in its namespace) holds only constants, which the fleet rules join `on (namespace, function[,
+sloth_slo | quantile | reason])`:
+
+- `ofobserve:function:info` = 1, with `ofobserve_rules` (its family) and
+  `ofobserve_keda="1"` where KEDA scales it;
+- `namespace_function:dashboard:info` = 1, with `dashboard_uid`;
+- Sloth's `slo:objective:ratio`, `slo:error_budget:ratio`, `slo:time_period:days` and
+  `sloth_slo_info`, with Sloth's labels;
+- `ofobserve:slo:burn_threshold:ratio` = `burnRate * budget`, one per window pair, with
+  Sloth's labels, `ofobserve_long`, `ofobserve_short` and `ofobserve_severity`;
+- `ofobserve:slo:latency_threshold_seconds` = `slo.latency.threshold`, with `le`: its
+  bucket, as the bucket rates write it;
+- `ofobserve:slo:min_requests` = `slo.minRequests`;
+- `ofobserve:alert:threshold` = the alert's threshold, one per alert the function has (and
+  per severity, or `reason`), with `ofobserve_alert`, the alert's labels (`severity`,
+  `team`, `alerting.labels`), its join label (`sloth_slo`, `quantile`, `reason`) and its
+  annotation fields (`ofobserve_runbook_url`, `ofobserve_dashboard_url`,
+  `ofobserve_threshold`, ...).
+
+An alert compares the fleet series with the function's threshold and copies its labels:
+`… > on (namespace, function) group_left (severity, team, …) ofobserve:alert:threshold{
+ofobserve_alert="…"}`; its annotations read the same series (`{{ with printf … | query
+}}`). A function has an alert only if it has that alert's threshold series: no cap, no
+`FunctionAtMaxReplicas`; a window pair only if it has the pair's burn threshold. So every
+per-function setting and override (objectives, windows, thresholds, severities, team,
+labels, the runbook and Grafana URLs) changes that function's constants only, never a fleet
+rule. The low-traffic guard is `namespace_function:requests:rate<long> * <seconds> >= on
+(namespace, function) ofobserve:slo:min_requests`; the latency SLI counts the requests
+within the threshold as the bucket rate whose `le` the threshold series names
+(`namespace_function:request_duration_bucket:rate5m and on (namespace, function, le)
+ofobserve:slo:latency_threshold_seconds`).
+
+**Delivery.** The fleet PrometheusRules (`ofobserve-fleet-<family>`, `ofobserve-fleet-common`)
+go to `alerting.fleetRules.namespace` (a fleet setting, read from `defaults:`); unset, they
+carry no namespace, like the fleet dashboards, and go where they are applied: with the
+controller, its `--fleet-namespace`, labelled as its other fleet objects. Each function's
+constants are in its own PrometheusRule, in its namespace, owned by the Function. Prometheus
+must select rules in both (kube-prometheus-stack's default `ruleNamespaceSelector: {}`
+does). With `alerting.delivery: rule-file` they are plain rule files, in the same places.
+The promtool tests of a function (`rules/tests/`) load its family's file, `common.yaml` and
+its own."""
+
+
 def runbook_markdown() -> str:
     """``docs/alerts.md``: every alert's meaning, likely causes and first steps."""
     lines = [
@@ -328,10 +423,12 @@ def runbook_markdown() -> str:
         "",
         "<!-- Generated from ofobserve/alerts.py by `./dev examples`; do not edit. -->",
         "",
-        "Every function's PrometheusRule carries these alerts. Each has `severity`, `namespace`,",
+        "These alerts are fleet rules: each is one rule for every function (see [How the rules",
+        "are built](#how-the-rules-are-built)). Each firing alert has `severity`, `namespace`,",
         "`function` (plus `team`, `alerting.labels` and the extra matchers' labels), and the",
         "annotations `summary`, `description`, `runbook_url` (`alerting.runbookBaseUrl` + the",
-        "lower-cased alert name, an anchor of this page) and `dashboard_url`.",
+        "lower-cased alert name, an anchor of this page) and `dashboard_url`, all from the",
+        "function's own settings.",
         "",
         "| alert | severity | for | keep_firing_for | summary |",
         "| --- | --- | --- | --- | --- |",
@@ -342,6 +439,7 @@ def runbook_markdown() -> str:
             f"| [{spec.name}](#{spec.name.lower()}) | {severity} | {spec.for_ or '-'} | "
             f"{spec.keep_firing_for or '-'} | {spec.summary} |"
         )
+    lines += ["", *HOW_RULES_ARE_BUILT.splitlines()]
     for spec in CATALOGUE:
         lines += ["", f"## {spec.name}", "", spec.meaning, "", "**Likely causes**", ""]
         lines += [f"- {cause}" for cause in spec.causes]

@@ -131,6 +131,47 @@ RECORDED_QUANTILES: Final = (0.5, 0.9, 0.95, 0.99)
 #: Window of the operational recordings and alerts.
 OPERATIONAL_WINDOW: Final = "5m"
 
+# --- rules: the fleet's intermediate series (docs/alerts.md "How the rules are built") -------
+#: Events of the last 5 minutes, per function, recorded once per profile for the whole fleet;
+#: every longer window sums them (``sum_over_time``), never ``rate(raw[long])``.
+RECORD_REQUESTS_INCREASE: Final = f"{RECORD_LEVEL}:requests:increase5m"
+RECORD_ERRORS_INCREASE: Final = f"{RECORD_LEVEL}:errors:increase5m"
+RECORD_OBSERVED_INCREASE: Final = f"{RECORD_LEVEL}:requests_observed:increase5m"
+RECORD_SLOW_INCREASE: Final = f"{RECORD_LEVEL}:requests_slow:increase5m"
+#: Latency-histogram bucket rates by ``le`` (in the profile's own unit, a trailing ``.0``
+#: removed so ``1`` and ``1.0`` are one bucket).
+RECORD_BUCKET_RATE: Final = f"{RECORD_LEVEL}:request_duration_bucket:rate5m"
+#: Label of the intermediate series: the rule family (profile) that recorded them, so that
+#: no family reads another's; published series (the names above) do not carry it.
+FLEET_RULES_LABEL: Final = "ofobserve_rules"
+#: Prefix of the fleet's PrometheusRules and their groups (``ofobserve-fleet-<family>``,
+#: ``ofobserve-fleet-common``); their files are under the rules group's ``fleet/``.
+FLEET_RULES_NAME: Final = "ofobserve-fleet"
+FLEET_RULES_FOLDER: Final = "fleet"
+
+# --- rules: per-function constant series (the only rules that grow with the fleet) ---------
+#: 1 per function, with its identity labels and :data:`FLEET_RULES_LABEL` = its family:
+#: which functions a family's rules record.
+RECORD_FUNCTION_INFO: Final = "ofobserve:function:info"
+#: Set to 1 on :data:`RECORD_FUNCTION_INFO` of a function KEDA scales.
+KEDA_INFO_LABEL: Final = "ofobserve_keda"
+#: The latency SLO threshold in seconds; its ``le`` label is the bucket that counts the
+#: requests within it, as :data:`RECORD_BUCKET_RATE` writes it.
+RECORD_SLO_LATENCY_THRESHOLD: Final = "ofobserve:slo:latency_threshold_seconds"
+#: The low-traffic guard: requests the long window must hold before a burn-rate alert fires.
+RECORD_SLO_MIN_REQUESTS: Final = "ofobserve:slo:min_requests"
+#: ``burnRate * errorBudget`` of one burn-rate pair, labelled by the pair.
+RECORD_SLO_BURN_THRESHOLD: Final = "ofobserve:slo:burn_threshold:ratio"
+BURN_LONG_LABEL: Final = "ofobserve_long"
+BURN_SHORT_LABEL: Final = "ofobserve_short"
+BURN_SEVERITY_LABEL: Final = "ofobserve_severity"
+#: One per function and alert (and severity, or ``reason``): the alert's threshold as the
+#: value, the alert's labels (``severity``, ``team``, ``alerting.labels``) that the alert
+#: copies with ``group_left``, and the annotation fields (``ofobserve_*``) its templates read.
+RECORD_ALERT_THRESHOLD: Final = "ofobserve:alert:threshold"
+ALERT_NAME_LABEL: Final = "ofobserve_alert"
+ANNOTATION_LABEL_PREFIX: Final = "ofobserve_"
+
 # --- rules: Sloth-compatible SLO series ----------------------------------------------------------
 
 
@@ -264,6 +305,10 @@ RECORD_DASHBOARD_INFO: Final = f"{RECORD_LEVEL}:dashboard:info"
 DASHBOARD_UID_LABEL: Final = "dashboard_uid"
 SCALER_PROMETHEUS_QUERIES_TOTAL: Final = "ofobserve_scaler_prometheus_queries_total"
 SCALER_REGISTERED_FUNCTIONS: Final = "ofobserve_scaler_registered_functions"
+#: Counter: functions dropped after ``--forget-after`` without a question from KEDA.
+SCALER_FUNCTIONS_FORGOTTEN_TOTAL: Final = "ofobserve_scaler_functions_forgotten_total"
+#: Histogram: how late the serving event loop wakes from a timed sleep.
+SCALER_EVENT_LOOP_LAG_SECONDS: Final = "ofobserve_scaler_event_loop_lag_seconds"
 SCALER_GRPC_SERVICE: Final = "externalscaler.ExternalScaler"
 
 # --- ofobserve controller (docs/controller.md) ---------------------------------------------------

@@ -95,8 +95,18 @@ class Thresholds(_Section):
     scaler_stale_after: Seconds = 120.0
 
 
+class FleetRules(_Section):
+    """The fleet's rules (one PrometheusRule for every function): fleet settings, read from
+    the config's ``defaults:`` only (docs/alerts.md)."""
+
+    #: Where the fleet PrometheusRule goes; ``""``: the namespace it is applied in (the
+    #: controller's ``--fleet-namespace``), like the fleet dashboards.
+    namespace: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")] = ""
+
+
 class Alerting(_Section):
     delivery: Literal["prometheus-rule", "rule-file"] = "prometheus-rule"
+    fleet_rules: FleetRules = FleetRules()
     thresholds: Thresholds = Thresholds()
     team: str = ""
     labels: LabelMap = {}

@@ -479,9 +479,10 @@ def _watch_rules(kube: Kube, namespace: str, seen: dict[str, float], stop: threa
     started.set()
     while not stop.is_set():
         for event in kube.watch(RULES.path(namespace), version, 5, labelSelector=MANAGED):
-            if event["type"] == "ADDED":
-                seen.setdefault(event["object"]["metadata"]["labels"][c.FUNCTION_POD_LABEL],
-                                time.monotonic())  # fmt: skip
+            labels = event["object"]["metadata"]["labels"]
+            # the functions' own; the fleet rules (labelled ofobserve.io/fleet) come once
+            if event["type"] == "ADDED" and c.FUNCTION_POD_LABEL in labels:
+                seen.setdefault(labels[c.FUNCTION_POD_LABEL], time.monotonic())
             version = event["object"]["metadata"]["resourceVersion"]
             if stop.is_set():
                 return
@@ -854,6 +855,10 @@ def test_dry_run_prints_and_writes_nothing(cluster: Cluster) -> None:
         f"apply Function {ns}/queue (spec.serving.scaleOptions.keda)",
         "apply ConfigMap default/ofobserve-dashboard-overview",
         "apply ConfigMap default/ofobserve-dashboard-scaler",
+        # the fleet rules, once for both: their profile families' and what they share
+        "apply PrometheusRule default/ofobserve-fleet-common",
+        "apply PrometheusRule default/ofobserve-fleet-dapr-pubsub",
+        "apply PrometheusRule default/ofobserve-fleet-knative-opencensus",
     ]
     # --no-patch-functions: neither the label nor the scaling wiring.
     assert preview("--no-patch-functions") == [x for x in lines if "apply Function" not in x]

@@ -35,7 +35,7 @@ from ofobserve.builders.fleet_dashboards import (
     scaler_json,
 )
 from ofobserve.builders.grafana_delivery import dashboard_text
-from ofobserve.builders.rules import build_rule_groups
+from ofobserve.builders.rules import build_fleet_rule_groups, build_rule_groups
 from ofobserve.builders.scaling import why_not_wired
 from ofobserve.grafana import DashboardSpec, build_dashboard_json
 from ofobserve.loading import load_config, load_subjects
@@ -406,6 +406,11 @@ def fleet(
         path = workdir / f"{f.namespace}-{f.name}.yaml"
         path.write_text(yaml.safe_dump({"groups": build_rule_groups(subject)}))
         rule_files.append(str(path))
+    fleet_rules = workdir / "fleet.yaml"
+    fleet_rules.write_text(
+        yaml.safe_dump({"groups": list(build_fleet_rule_groups(SUBJECTS).values())})
+    )
+    rule_files.append(str(fleet_rules))
     registry = CollectorRegistry()
     registry.register(StaticFamilies(fleet_families(SUBJECTS, clock)))
     jobs.append(

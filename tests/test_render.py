@@ -89,6 +89,8 @@ def test_render_replaces_previous_output(rendered_examples: Path, tmp_path: Path
         "monitors/default/hello-world.yaml",
         "patches/default/hello-world.yaml",
         "rules/default/hello-world.yaml",
+        "rules/fleet/common.yaml",
+        "rules/fleet/knative-opencensus.yaml",
         "rules/tests/default/hello-world.yaml",
         "telemetry/default/hello-world.yaml",
         "telemetry/fluent-bit-configmap.yaml",

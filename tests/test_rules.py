@@ -19,7 +19,14 @@ from prometheus_client import CollectorRegistry
 
 from ofobserve import conventions as c
 from ofobserve.alerts import runbook_markdown
-from ofobserve.builders.rules import build_rule_groups
+from ofobserve.builders.rules import (
+    alert_names,
+    build_fleet_rule_groups,
+    build_rule_groups,
+    common_name,
+    family,
+    has_keda,
+)
 from ofobserve.errors import Location
 from ofobserve.model import ClusterRefs, DaprIO, Function, Runtime
 from ofobserve.settings import Settings
@@ -33,7 +40,12 @@ RULES = REPO / "rules"
 
 
 def _rule_files(root: Path) -> list[Path]:
+    """Every function's rule file and the fleet's."""
     return sorted(p for p in root.rglob("*.yaml") if "tests" not in p.relative_to(root).parts)
+
+
+def _function_rule_files(root: Path) -> list[Path]:
+    return [p for p in _rule_files(root) if c.FLEET_RULES_FOLDER not in p.relative_to(root).parts]
 
 
 def _plain_tree(root: Path, into: Path) -> Path:
@@ -51,23 +63,40 @@ def _plain_tree(root: Path, into: Path) -> Path:
 def test_every_committed_rule_file_passes_promtool_check(promtool: str, tmp_path: Path) -> None:
     plain = _plain_tree(RULES, tmp_path)
     files = _rule_files(plain)
-    assert len(files) == 12
+    assert len(_function_rule_files(plain)) == 12
+    assert len(files) == 12 + 7  # six profile families and what they share
     result = subprocess.run(
         [promtool, "check", "rules", *map(str, files)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _fleet_alerts(names: list[str]) -> set[str]:
+    return {
+        r["alert"]
+        for name in names
+        for g in yaml.safe_load((RULES / name).read_text())["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+
+
 def test_every_example_function_has_unit_tests_for_every_alert() -> None:
-    for rule_file in _rule_files(RULES):
+    """Every alert a function's constant series enable, which the fleet files its tests
+    load define, fires in one case and stays silent in another."""
+    for rule_file in _function_rule_files(RULES):
         rel = rule_file.relative_to(RULES)
         tests = yaml.safe_load((RULES / "tests" / rel).read_text())
         alerts = {
-            r["alert"]
+            r["labels"][c.ALERT_NAME_LABEL]
             for g in yaml.safe_load(rule_file.read_text())["spec"]["groups"]
             for r in g["rules"]
-            if "alert" in r
+            if r["record"] == c.RECORD_ALERT_THRESHOLD
         }
+        loaded = [f.removeprefix("../../") for f in tests["rule_files"]]
+        assert loaded[-1] == rel.as_posix()
+        assert alerts <= _fleet_alerts(loaded[:-1]), rel
+        assert len(alerts) >= 6, rel
         fired = {
             check["alertname"]
             for t in tests["tests"]
@@ -280,6 +309,7 @@ def recorded(
     workdir = tmp_path_factory.mktemp("rules")
     clock = Clock()
     exporters, jobs, rule_files, groups = Exporters(), [], [], {}
+    subjects: dict[str, Subject] = {}
     collectors = []
     for case in CASES:
         profile_case = PROFILE_DAPR_CASE if case == KEDA_210 else case
@@ -300,10 +330,17 @@ def recorded(
                     "static_configs": [{"targets": [address], "labels": {"case": case}}],
                 }
             )
-        groups[case] = build_rule_groups(_subject(scenario.name, case))
+        subjects[case] = _subject(scenario.name, case)
+        groups[case] = build_rule_groups(subjects[case])
         path = workdir / f"{case}.yaml"
         path.write_text(yaml.safe_dump({"groups": groups[case]}))
         rule_files.append(str(path))
+    fleet = build_fleet_rule_groups(list(subjects.values()))
+    for case, subject in subjects.items():  # the fleet groups the case's function is in
+        groups[case] = [*groups[case], fleet[family(subject)], fleet[common_name("-by-case")]]
+    path = workdir / "fleet.yaml"
+    path.write_text(yaml.safe_dump({"groups": list(fleet.values())}))
+    rule_files.append(str(path))
     prometheus.configure(jobs, rule_files)
     try:
         for job in jobs:
@@ -334,14 +371,31 @@ def test_every_recording_rule_records_with_its_labels(
     recorded: tuple[PrometheusServer, dict[str, list[dict[str, Any]]]], case: str
 ) -> None:
     server, groups = recorded
+    identity = {"namespace": "shop", "function": "fn", "case": case}
     for group in groups[case]:
         for rule in group["rules"]:
             if "record" not in rule:
                 continue
-            want = rule["labels"]
+            if rule["record"] == c.RECORD_KEDA_SCALER_INFO and not has_keda(_subject(case)):
+                continue  # no KEDA scales it (test_keda_series_are_found...)
+            want = {**identity, **rule.get("labels", {})}
             selector = ",".join(f'{k}="{v}"' for k, v in sorted(want.items()))
             result = server.wait_for(f'{{__name__="{rule["record"]}",{selector}}}', timeout=20)
             assert result, f"{case}: {rule['record']} {want} never recorded"
+            if rule["record"] == c.RECORD_BUCKET_RATE:  # one per bucket, "1.0" read as "1"
+                les = [r["metric"]["le"] for r in result]
+                assert len(set(les)) == len(les) > 5, les
+                assert not [le for le in les if le.endswith(".0")], les
+                continue
+            if rule["record"].startswith("slo:"):  # Sloth's labels, made by the fleet rules
+                for series in result:
+                    slo_name = series["metric"][c.SLOTH_SLO]
+                    assert series["metric"][c.SLOTH_SERVICE] == "shop/fn"
+                    assert series["metric"][c.SLOTH_ID] == f"shop/fn-{slo_name}"
+                if c.SLOTH_SLO not in want:  # one rule for both SLOs
+                    slos = sorted(r["metric"][c.SLOTH_SLO] for r in result)
+                    assert slos == [c.SLO_AVAILABILITY, c.SLO_LATENCY], result
+                    continue
             assert len(result) == 1, result
             labels = result[0]["metric"]
             assert {k: labels.get(k) for k in want} == want
@@ -389,9 +443,11 @@ def test_no_extra_matcher_value_can_alter_an_expression(
             )
         }
     )
-    groups = build_rule_groups(Subject(subject.function, settings))
+    weird = Subject(subject.function, settings)
+    groups = build_rule_groups(weird)
+    fleet = list(build_fleet_rule_groups([weird]).values())
     path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": groups}, allow_unicode=True))
+    path.write_text(yaml.safe_dump({"groups": groups + fleet}, allow_unicode=True))
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, f"{value!r}: {result.stdout}{result.stderr}"
     for group in groups:
@@ -453,18 +509,27 @@ def test_scaler_errors_read_keda_through_the_hpa_target(
     [alert] = [
         r for g in groups[case] for r in g["rules"] if r.get("alert") == "FunctionScalerErrors"
     ]
+    assert "FunctionScalerErrors" in alert_names(_subject(PROFILE_DAPR_CASE, case))
     own = (
         f'sum(rate({counter}{{exported_namespace="shop",'
         f'scaledObject="{SCALED_OBJECT}",case="{case}"}}[5m]))'
     )
     deadline = time.monotonic() + 20
     while True:
-        found = server.query(alert["expr"])
+        found = [s for s in server.query(alert["expr"]) if s["metric"].get("case") == case]
         want = server.query(own)
         if (found and want) or time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    assert [s["metric"] for s in found] == [{"reason": "keda"}]
+    assert [s["metric"] for s in found] == [
+        {
+            "namespace": "shop",
+            "function": "fn",
+            "case": case,
+            "reason": "keda",
+            "severity": "warning",
+        }
+    ]
     # the one counter's rate: not twice it where KEDA exports both
     assert float(found[0]["value"][1]) == pytest.approx(float(want[0]["value"][1]), rel=0.1)
 
@@ -572,12 +637,12 @@ def _keda_http(refs: ClusterRefs) -> Subject:
 
 
 def _alerts(subject: Subject) -> dict[str, str]:
-    return {
-        r["alert"]: r["expr"]
-        for g in build_rule_groups(subject)
-        for r in g["rules"]
-        if "alert" in r
+    """The alerts that can fire for the function, with their fleet expressions."""
+    fleet = build_fleet_rule_groups([subject])
+    expressions = {
+        r["alert"]: r["expr"] for g in fleet.values() for r in g["rules"] if "alert" in r
     }
+    return {name: expressions[name] for name in alert_names(subject)}
 
 
 def test_no_keda_alert_branch_for_a_keda_http_function_without_an_http_scaled_object() -> None:
@@ -588,5 +653,12 @@ def test_no_keda_alert_branch_for_a_keda_http_function_without_an_http_scaled_ob
     assert "keda_scaler_errors" in _alerts(scaled)["FunctionScalerErrors"]
     unscaled = _keda_http(ClusterRefs(serving="serving-ab12c", workload="serving-ab12c-dep"))
     assert "FunctionScalerErrors" not in _alerts(unscaled)
-    recorded = {r.get("record") for g in build_rule_groups(unscaled) for r in g["rules"]}
-    assert c.RECORD_KEDA_SCALER_INFO not in recorded
+    [info] = [
+        r
+        for g in build_rule_groups(unscaled)
+        for r in g["rules"]
+        if r["record"] == c.RECORD_FUNCTION_INFO
+    ]
+    assert c.KEDA_INFO_LABEL not in info["labels"]  # so no keda_scaler:info is recorded
+    fleet = build_fleet_rule_groups([unscaled])
+    assert all(r.get("alert") != "FunctionScalerErrors" for g in fleet.values() for r in g["rules"])

@@ -1,5 +1,8 @@
 """promtool unit tests for a function's alerts, generated from the same definitions. Pure.
 
+Each test file loads the fleet's rule file and the function's own (its constant series),
+as Prometheus does.
+
 Each scenario feeds synthetic series with the profile's real metric names and labels
 (``profiles.Counter.ok_labels``…) and states which alerts fire at which time, with which
 labels and annotations. promtool then evaluates the real rules on that data: the
@@ -9,6 +12,7 @@ numbers are Prometheus' own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +23,9 @@ from ofobserve import profiles, slo
 from ofobserve.builders.rules import (
     ERROR_OR_LATENCY,
     RuleContext,
-    build_rule_groups,
+    alert_names,
     burn_rate_static,
+    fleet_files,
     has_keda,
     max_replicas,
 )
@@ -64,15 +69,18 @@ class Scenario:
 
 
 def build_rule_tests(subject: Subject) -> dict[str, Any]:
-    """The promtool test file of one function (rule file at ``../../<ns>/<name>.yaml``)."""
+    """The promtool test file of one function: the fleet's rule files its rules are in
+    (``../../fleet/<family>.yaml``, ``../../fleet/common.yaml``) and its own
+    (``../../<ns>/<name>.yaml``)."""
     ctx = RuleContext.of(subject)
     f = subject.function
-    names = sorted(
-        {r["alert"] for g in build_rule_groups(subject) for r in g["rules"] if "alert" in r}
-    )
+    names = alert_names(subject)
     tests = [_test(ctx, s, names) for s in scenarios(ctx)]
     return {
-        "rule_files": [f"../../{f.namespace}/{f.name}.yaml"],
+        "rule_files": [
+            *(f"../../{c.FLEET_RULES_FOLDER}/{name}" for name in fleet_files(subject)),
+            f"../../{f.namespace}/{f.name}.yaml",
+        ],
         "evaluation_interval": EVALUATION_INTERVAL,
         "tests": tests,
     }
@@ -460,9 +468,14 @@ def _bounds(ctx: RuleContext) -> tuple[float, ...]:
 
 def _le(ctx: RuleContext, bound: float) -> str:
     """``le`` as the profile's exporter writes it (Python ``1.0``, Go ``1``)."""
+    return _le_text(ctx.subject.profile == c.PROFILE_NATIVE, bound)
+
+
+@functools.lru_cache(maxsize=1024)
+def _le_text(native: bool, bound: float) -> str:
     if bound == float("inf"):
         return "+Inf"
-    if ctx.subject.profile == c.PROFILE_NATIVE:
+    if native:
         return repr(float(bound))
     return str(int(bound)) if bound == int(bound) else repr(bound)
 
@@ -486,13 +499,25 @@ def _bucket_above(ctx: RuleContext, seconds: float) -> tuple[float, float] | Non
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _escaped(value: str) -> str:
+    """:func:`escape_label_value`, once per value: the same few values fill every series."""
+    return escape_label_value(value)
+
+
 def _labels(metric: str, labels: dict[str, str]) -> str:
-    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
+    return _selector(metric, tuple(labels.items()))
+
+
+@functools.lru_cache(maxsize=8192)
+def _selector(metric: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """``metric{k="v",...}``, once per series: a function's scenarios feed the same ones."""
+    inner = ",".join([f'{k}="{_escaped(v)}"' for k, v in labels])
     return f"{metric}{{{inner}}}"
 
 
 def _counter(metric: str, labels: dict[str, str], per_step: float, steps: int) -> dict[str, str]:
-    return {"series": _labels(metric, labels), "values": f"0+{slo.plain(per_step)}x{steps}"}
+    return {"series": _labels(metric, labels), "values": _values("0+", per_step, steps)}
 
 
 def _ksm(metric: str, labels: dict[str, str], value: float, steps: int) -> Iterable[dict[str, str]]:
@@ -502,4 +527,12 @@ def _ksm(metric: str, labels: dict[str, str], value: float, steps: int) -> Itera
 
 
 def _gauge(metric: str, labels: dict[str, str], value: float, steps: int) -> dict[str, str]:
-    return {"series": _labels(metric, labels), "values": f"{slo.plain(value)}+0x{steps}"}
+    return {"series": _labels(metric, labels), "values": _values("", value, steps)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _values(start: str, step: float, steps: int) -> str:
+    """A series' values in promtool's notation: ``0+<step>x<steps>`` for a counter
+    (``start`` ``0+``), ``<value>+0x<steps>`` for a gauge (``start`` empty); the same few
+    fill every file."""
+    return f"{start}{slo.plain(step)}x{steps}" if start else f"{slo.plain(step)}+0x{steps}"

@@ -38,7 +38,7 @@ from ofobserve.subject import Subject, check_subject
 #: and the scaling wiring are applied on their own (:func:`function_label_patch`,
 #: :func:`function_scaling_patch`), the ``OTEL_*`` environment is not (docs/controller.md).
 FUNCTION_GROUPS = ("monitors", "scaling", "rules", "dashboards")
-FLEET_GROUPS = ("dashboards",)
+FLEET_GROUPS = ("rules", "dashboards")
 #: render's per-function kinds in those groups that can be objects: not the files (dashboard
 #: JSON, promtool tests, which would be half of render's time here).
 OBJECT_KINDS: tuple[ArtifactKind, ...] = tuple(
