@@ -145,8 +145,9 @@ def _steps(panel: Panel) -> list[dict[str, Any]]:
     return [base] + [{"color": colour, "value": value} for value, colour in panel.thresholds]
 
 
-def _to_grafanalib(panel: Panel, pos: g.GridPos) -> Any:
+def _to_grafanalib(panel: Panel, pos: g.GridPos, panel_id: int) -> Any:
     common: dict[str, Any] = {
+        "id": panel_id,
         "title": panel.title,
         "description": panel.description,
         "targets": _targets(panel),
@@ -230,17 +231,24 @@ def _column_overrides(panel: Panel) -> list[dict[str, Any]]:
 
 
 def _layout(rows: Sequence[Row]) -> list[Any]:
-    """Rows one under another; panels fill each row left to right, wrapping at 24."""
+    """Rows one under another; panels fill each row left to right, wrapping at 24. Panel
+    ids count from 1 in that order, as grafanalib's ``auto_panel_ids`` would number them
+    (which re-creates every panel to do it)."""
     out: list[Any] = []
     y = 0
     for row in rows:
-        out.append(g.RowPanel(title=row.title, gridPos=g.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)))
+        out.append(
+            g.RowPanel(
+                id=len(out) + 1, title=row.title, gridPos=g.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)
+            )
+        )
         y += 1
         x = 0
         for panel in row.panels:
             if x + panel.width > GRID_WIDTH:
                 x, y = 0, y + PANEL_HEIGHT
-            out.append(_to_grafanalib(panel, g.GridPos(h=PANEL_HEIGHT, w=panel.width, x=x, y=y)))
+            pos = g.GridPos(h=PANEL_HEIGHT, w=panel.width, x=x, y=y)
+            out.append(_to_grafanalib(panel, pos, len(out) + 1))
             x += panel.width
         y += PANEL_HEIGHT
     return out
@@ -302,9 +310,38 @@ def build_dashboard_json(spec: DashboardSpec) -> dict[str, Any]:
         refresh=spec.refresh,
         timezone="browser",
         graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR,
-    ).auto_panel_ids()
-    data = json.loads(json.dumps(dashboard.to_json_data(), cls=DashboardEncoder))
+    )
+    try:
+        data = _plain(dashboard)
+    except _NotPlain:
+        data = json.loads(json.dumps(dashboard.to_json_data(), cls=DashboardEncoder))
     return _post_process(data)
+
+
+def _plain(value: Any) -> Any:
+    """grafanalib objects as the plain data a JSON round trip through its
+    ``DashboardEncoder`` gives (fresh dicts and lists, tuples as lists), without encoding
+    and parsing the text; anything that round trip would change otherwise (keys other
+    than strings, subclasses of the JSON types) raises :class:`_NotPlain`."""
+    kind = type(value)
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            sub = type(item)
+            out[key] = item if sub is str or sub is int or item is None else _plain(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if isinstance(value, (str, int, float, dict, list, tuple)):
+        raise _NotPlain
+    to_json_data = getattr(value, "to_json_data", None)
+    if to_json_data is None:
+        raise _NotPlain
+    return _plain(to_json_data())
 
 
 def _post_process(data: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +372,96 @@ def _drop_none(value: Any) -> Any:
     """``value`` without ``None`` entries; threshold steps keep theirs (the base step's
     ``"value": null`` means minus infinity)."""
     if isinstance(value, dict):
-        return {k: v if k == "steps" else _drop_none(v) for k, v in value.items() if v is not None}
+        return {
+            k: _drop_none(v) if k != "steps" and isinstance(v, _CONTAINERS) else v
+            for k, v in value.items()
+            if v is not None
+        }
     if isinstance(value, list):
-        return [_drop_none(v) for v in value]
+        return [_drop_none(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
+
+
+_CONTAINERS = (dict, list)
+
+
+# --- dashboard text ----------------------------------------------------------------------------
+
+_encode_str = json.encoder.encode_basestring  # the C one when available (ensure_ascii=False)
+_INDENTS = ["\n" + "  " * level for level in range(64)]
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\\n"``, byte for
+    byte, several times faster: ``indent`` makes :mod:`json` use its pure-Python encoder,
+    whose generators cost most of a dashboard's build. Types other than the JSON ones (and
+    nesting deeper than 60) go through :func:`json.dumps` itself."""
+    try:
+        return _json(value, 0) + "\n"
+    except _NotPlain:
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+class _NotPlain(Exception):
+    """A value :func:`_json` does not write exactly as :func:`json.dumps` would."""
+
+
+def _json(value: Any, level: int) -> str:
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if kind is dict:
+        if not value:
+            return "{}"
+        if level > 60:
+            raise _NotPlain
+        inner = _INDENTS[level + 1]
+        try:
+            items = sorted(value.items())
+        except TypeError:
+            raise _NotPlain from None
+        parts = []
+        for key, item in items:
+            head = _KEYS.get(key) if type(key) is str else None
+            if head is None:
+                head = _key(key)
+            sub = type(item)  # the common leaves inline: a call per node is most of the cost
+            if sub is str:
+                parts.append(head + _encode_str(item))
+            elif sub is int:
+                parts.append(head + int.__repr__(item))
+            else:
+                parts.append(head + _json(item, level + 1))
+        return "{" + inner + ("," + inner).join(parts) + _INDENTS[level] + "}"
+    if kind is list:
+        if not value:
+            return "[]"
+        if level > 60:
+            raise _NotPlain
+        inner = _INDENTS[level + 1]
+        parts = [
+            _encode_str(item) if type(item) is str else _json(item, level + 1) for item in value
+        ]
+        return "[" + inner + ("," + inner).join(parts) + _INDENTS[level] + "]"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if kind is float and value == value and value not in (float("inf"), float("-inf")):
+        return float.__repr__(value)
+    raise _NotPlain
+
+
+#: ``"key": `` by key: dashboards repeat a few hundred keys thousands of times.
+_KEYS: dict[str, str] = {}
+
+
+def _key(key: Any) -> str:
+    if type(key) is not str:
+        raise _NotPlain
+    head = _encode_str(key) + ": "
+    if len(_KEYS) < 4096:
+        _KEYS[key] = head
+    return head

@@ -35,10 +35,14 @@ def write_tree(out_dir: str, files: Mapping[str, bytes], groups: Iterable[str]) 
             (staging / group).mkdir()
             (staging / group / MARKER).write_bytes(MARKER_TEXT)
             os.chmod(staging / group, 0o755)
+        made: set[str] = set()
         for rel, data in files.items():
-            path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            folder, _, _name = rel.rpartition("/")
+            if folder not in made:  # one mkdir per folder, not per file
+                (staging / folder).mkdir(parents=True, exist_ok=True)
+                made.add(folder)
+            with open(os.path.join(staging, rel), "wb") as out:
+                out.write(data)
         for group in chosen:
             _swap_into_place(staging / group, root / group, staging)
     finally:

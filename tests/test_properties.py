@@ -150,3 +150,40 @@ def test_dashboard_uids_are_short_valid_and_distinct(keys: list[tuple[str, str]]
     for uid in uids:
         assert len(uid) <= 40
         assert re.fullmatch(r"[a-zA-Z0-9_-]+", uid), uid
+
+
+# --- the fast writers agree with the libraries they stand in for --------------------------
+
+_TRICKY = st.sampled_from(
+    ["", " ", "-", "?", ":", "# x", "a: b", "- a", "'", '"', "null", "true", "No", "1.5",
+     "0x1f", "12:30", "2001-12-14", "<<", "=", "~", "é", "a\nb", "a\n", "\t", "{x}", "[1]",
+     "*a", "&a", "!t", "%x", "@x", "`x", "x  ", "\\", "sum by (le) (rate(x[5m]))"]
+)  # fmt: skip
+_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+_SCALARS = (
+    _ASCII | _TRICKY | st.integers(-(10**6), 10**12) | st.booleans() | st.none()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ASCII | _TRICKY, inner,
+                                                                max_size=4),
+    max_leaves=25,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_ASCII | _TRICKY, _VALUES, min_size=1, max_size=5))
+def test_the_fast_yaml_writer_writes_what_pyyaml_writes(document: dict[str, Any]) -> None:
+    from ofobserve.serialize import _pyyaml, dump_yaml
+
+    assert dump_yaml(document) == _pyyaml(document)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_the_fast_json_writer_writes_what_json_dumps_writes(value: Any) -> None:
+    from ofobserve.grafana import json_text
+
+    expected = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    assert json_text(value) == expected

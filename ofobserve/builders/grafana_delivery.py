@@ -11,11 +11,11 @@ Each form has its own artifact kind: the builder of the form not chosen returns 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ofobserve import conventions as c
 from ofobserve.builders.common import metadata
+from ofobserve.grafana import json_text
 from ofobserve.settings import Settings
 
 GRAFANA_OPERATOR_API = "grafana.integreatly.org/v1beta1"
@@ -24,7 +24,7 @@ OBJECT_PREFIX = "ofobserve-dashboard-"
 
 def dashboard_text(dashboard: dict[str, Any]) -> str:
     """The dashboard JSON as a string inside a Kubernetes object (sorted, stable)."""
-    return json.dumps(dashboard, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json_text(dashboard)
 
 
 def as_resource(
