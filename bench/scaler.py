@@ -2,6 +2,7 @@
 approach as the baseline measured in the same run. Does I/O (processes, sockets).
 
     .venv/bin/python bench/scaler.py [N ...]      (default: 1000 10000)
+    .venv/bin/python bench/scaler.py churn [TOTAL [ALIVE]]   (default: 100000 10000)
 
 For each N it starts Prometheus (Debian ``prometheus``) scraping synthetic native-profile
 series for N functions, starts ``ofobserve scaler --source prometheus`` as a process,
@@ -9,6 +10,13 @@ registers N ScaledObjects, then sends GetMetrics+IsActive pairs at a fixed 500 R
 ``SECONDS`` and reports p50/p99 latency, Prometheus queries per tick, and the scaler's CPU
 and RSS. The baseline is a gRPC server whose GetMetrics sends one PromQL query per call, as
 KEDA's Prometheus scaler does. Not part of the test suite.
+
+``churn`` registers TOTAL distinct functions over time (GetMetricSpec once each, ALIVE /
+CHURN_FORGET_AFTER a second) against ``--forget-after`` CHURN_FORGET_AFTER, so at most
+ALIVE are held at once, and prints the scaler's RSS, the functions it holds and those it
+forgot every 10 s: the curve stays flat once the first ALIVE are forgotten. The source is
+``direct`` with an empty ``--targets`` file (no pods: every read is cheap, and every held
+function is read and stepped each tick), so the registry is what is measured.
 """
 
 from __future__ import annotations
@@ -164,15 +172,18 @@ def scrape(port: int) -> dict[str, float]:
             ):
                 key = f"rpc_le_{sample.labels['le']}"
                 out[key] = out.get(key, 0.0) + sample.value
+            if sample.name == f"{c.SCALER_EVENT_LOOP_LAG_SECONDS}_bucket":
+                out[f"lag_le_{sample.labels['le']}"] = sample.value
     return out
 
 
-def server_p99(before: dict[str, float], after: dict[str, float]) -> str:
-    """The smallest histogram bound holding 99 % of the RPCs handled in the run."""
+def server_p99(before: dict[str, float], after: dict[str, float], prefix: str = "rpc_le_") -> str:
+    """The smallest histogram bound holding 99 % of the RPCs handled in the run (or, with
+    ``prefix="lag_le_"``, of the event-loop lag samples)."""
     bounds = sorted(
-        (float(k.removeprefix("rpc_le_")), after[k] - before.get(k, 0.0))
+        (float(k.removeprefix(prefix)), after[k] - before.get(k, 0.0))
         for k in after
-        if k.startswith("rpc_le_")
+        if k.startswith(prefix)
     )
     total = bounds[-1][1] if bounds else 0.0
     for bound, count in bounds:
@@ -269,7 +280,8 @@ def bench(n: int) -> None:
     print(f"  registration of {n}: {registration:6.2f} s")
     print(
         f"  ofobserve scaler: p50 {pct(latencies, 0.5):6.2f} ms  p99 {pct(latencies, 0.99):6.2f} ms"
-        f" (server-side p99 {server_p99(before, after)})"
+        f" (server-side p99 {server_p99(before, after)},"
+        f" event-loop lag p99 {server_p99(before, after, 'lag_le_')})"
         f"  queries/tick {queries / max(ticks, 1):5.2f} ({ticks:.0f} ticks)"
         f"  CPU {100 * (cpu1 - cpu0) / seconds:5.1f} %  RSS {rss:6.1f} MiB"
     )
@@ -289,7 +301,91 @@ def bench(n: int) -> None:
     )
 
 
+CHURN_FORGET_AFTER = 10.0
+FORGOTTEN = c.SCALER_FUNCTIONS_FORGOTTEN_TOTAL
+
+
+async def register_paced(
+    address: str, keys: list[tuple[str, str]], per_second: int, report: Any
+) -> int:
+    """GetMetricSpec for each key once, ``per_second`` a second (as ScaledObjects are
+    created), calling ``report(done)`` every 10 s; how many calls failed."""
+    failed = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        start = time.perf_counter()
+        for second, i in enumerate(range(0, len(keys), per_second)):
+            answers = await asyncio.gather(
+                *(stub.GetMetricSpec(ref(*key)) for key in keys[i : i + per_second]),
+                return_exceptions=True,
+            )
+            failed += sum(isinstance(a, grpc.aio.AioRpcError) for a in answers)
+            if second % 10 == 9:
+                report(i + per_second)
+            delay = start + second + 1 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+    return failed
+
+
+def churn(total: int, alive: int) -> None:
+    """TOTAL distinct functions, each asked about once when it appears (GetMetricSpec),
+    ALIVE / forget-after of them a second: at most ALIVE are within their forget-after at
+    any time."""
+    keys = [(f"team-{i % 50}", f"churn-{i:06d}") for i in range(total)]
+    per_second = max(int(alive / CHURN_FORGET_AFTER), 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        targets = Path(tmp) / "targets.yaml"
+        targets.write_text("{}\n")
+        grpc_port, metrics_port = free_port(), free_port()
+        scaler = subprocess.Popen(
+            [sys.executable, "-m", "ofobserve", "scaler", "--source", "direct", "--targets",
+             str(targets), "--listen", f"127.0.0.1:{grpc_port}", "--metrics-listen",
+             f"127.0.0.1:{metrics_port}", "--forget-after", f"{CHURN_FORGET_AFTER:g}s",
+             "--log-format", "text"],
+            cwd=ROOT, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        curve: list[tuple[int, float, float]] = []
+        started = time.perf_counter()
+
+        def report(done: int) -> None:
+            seen, rss = scrape(metrics_port), rss_mib(scaler.pid)
+            held = seen[c.SCALER_REGISTERED_FUNCTIONS]
+            curve.append((done, held, rss))
+            print(
+                f"  {time.perf_counter() - started:5.0f} s  {done:17d}  {held:6.0f}"
+                f"  {seen.get(FORGOTTEN, 0):9.0f}  {rss:7.1f}"
+            )
+
+        try:
+            time.sleep(2)
+            print(
+                f"churn: {total} distinct functions, {per_second} new a second (GetMetricSpec "
+                f"each), --forget-after {CHURN_FORGET_AFTER:g}s: at most {alive} held at once"
+            )
+            print(f"  start: RSS {rss_mib(scaler.pid):6.1f} MiB")
+            print("   time  registered so far    held  forgotten  RSS MiB")
+            address = f"127.0.0.1:{grpc_port}"
+            failed = asyncio.run(register_paced(address, keys, per_second, report))
+            time.sleep(CHURN_FORGET_AFTER + 3)
+            report(total)
+        finally:
+            scaler.terminate()
+            scaler.wait(30)
+    steady = [rss for done, held, rss in curve if done >= 2 * alive]
+    print(
+        f"  {failed} calls failed; held at most {max(h for _, h, _ in curve):.0f}; RSS once "
+        f"{2 * alive} were registered: {steady[0]:.1f} MiB, at the end of the registrations "
+        f"{steady[-2]:.1f} MiB ({steady[-2] / steady[0]:.2f}x), peak {max(steady):.1f} MiB, "
+        f"idle {CHURN_FORGET_AFTER + 3:g} s later {steady[-1]:.1f} MiB"
+    )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["churn"]:
+        numbers = [int(a) for a in sys.argv[2:]]
+        churn(*(numbers + [100_000, 10_000][len(numbers) :])[:2])
+        return
     for n in [int(a) for a in sys.argv[1:]] or [1000, 10000]:
         bench(n)
 

@@ -19,6 +19,7 @@ import yaml
 
 from ofobserve.loading import load_config
 from ofobserve.settings import Settings, fleet_settings
+from tests.conftest import run_cli
 from tests.support.chart import (
     CHART,
     GOLDEN,
@@ -125,11 +126,68 @@ def test_values_outside_the_schema_are_refused(helm: str, helm_home: Path) -> No
         ("--set", "scaler.preStopSleepSeconds=-1"): (
             "scaler.preStopSleepSeconds: Must be greater than or equal to 0"
         ),
+        ("--set", "scaler.forgetAfter=soon"): (
+            "scaler.forgetAfter: Does not match pattern '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$'"
+        ),
+        (*PROM, "--set", "scaler.prometheus.headers[0].name=X-Scope-OrgID",
+         "--set", "scaler.prometheus.headers[0].value=a",
+         "--set", "scaler.prometheus.headers[0].secret.name=s",
+         "--set", "scaler.prometheus.headers[0].secret.key=k"): (
+            "scaler.prometheus.headers.0: Must validate one and only one schema (oneOf)"
+        ),
+        (*PROM, "--set", "scaler.prometheus.headers[0].name=X Scope",
+         "--set", "scaler.prometheus.headers[0].value=a"): (
+            "scaler.prometheus.headers.0.name: Does not match pattern"
+        ),
+        (*PROM, "--set", "scaler.prometheus.headers[0].name=Authorization",
+         "--set", "scaler.prometheus.headers[0].value=Bearer x",
+         "--set", "scaler.prometheus.bearerTokenSecret.name=token"): (
+            "scaler.prometheus.headers: an Authorization header cannot go with "
+            "scaler.prometheus.bearerTokenSecret or scaler.prometheus.basicAuth"
+        ),
     }  # fmt: skip
     for args, message in cases.items():
         result = run_helm(helm, helm_home, "template", RELEASE, str(CHART), *args, check=False)
         assert result.returncode == 1, args
         assert message in result.stderr, (args, result.stderr)
+
+
+PROM = ("--set", "scaler.source=prometheus", "--set", "scaler.prometheus.url=http://p:9090")
+
+
+def test_prometheus_headers_and_forget_after_reach_the_scaler(helm: str, helm_home: Path) -> None:
+    """The grafana-operator value set: a header from a Secret key (mounted as a file the
+    flag names) and one given as is, and ``forgetAfter``; the scaler's own parser takes
+    the args the chart writes and stops only at the file the kubelet would mount here
+    (exit 1 naming it: not a usage error)."""
+    no_token = ("--set", "scaler.prometheus.bearerTokenSecret.name=")
+    manifest = template(helm, helm_home, "grafana-operator", GOLDEN_KUBE_VERSION, *no_token)
+    [deployment] = [o for o in objects(manifest) if _is(o, "Deployment")]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    from_secret = "--prometheus-header=X-Scope-OrgID=@/etc/ofobserve/prometheus-headers/0/value"
+    assert from_secret in args
+    assert "--prometheus-header=X-Query-Source=ofobserve scaler" in args
+    assert "--forget-after=15m" in args
+    [volume] = [v for v in pod["volumes"] if v["name"] == "prometheus-header-0"]
+    assert volume["secret"] == {
+        "secretName": "prometheus-tenant",
+        "items": [{"key": "org-id", "path": "value"}],
+    }
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "prometheus-header-0"]
+    assert (mount["mountPath"], mount["readOnly"]) == ("/etc/ofobserve/prometheus-headers/0", True)
+    path = from_secret.partition("=@")[2]
+    assert path == f"{mount['mountPath']}/value"
+    result = run_cli(*args)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"Error: cannot read --prometheus-header X-Scope-OrgID file {path}: "
+        "No such file or directory"
+    )
+    defaults = objects(template(helm, helm_home, "defaults", GOLDEN_KUBE_VERSION))
+    [direct] = [o for o in defaults if _is(o, "Deployment")]
+    assert "--forget-after=10m" in direct["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 # --- security ---------------------------------------------------------------------------------

@@ -394,3 +394,17 @@ def test_a_dapr_proxy_that_is_not_ready_fails_the_read(pods: Pods) -> None:
             f"no data yet for {pods.namespace}/orders: DiscoveryError: none of its 1 "
             "dapr-proxy pod(s) is ready"
         )
+
+
+def test_forgetting_a_function_drops_its_cached_pod_lists(pods: Pods) -> None:
+    """Pod lists are kept ``refresh`` seconds; a function the engine forgot has its lists
+    dropped (bounded memory), so asked again it lists its pods anew at once."""
+    pods.add("cached", "127.0.0.51")
+    discovery = KubernetesDiscovery(pods.core, port=9464, refresh=3600)
+    source = DirectSource(discovery)
+    config = ScalerConfig(pods.namespace, "cached")
+    assert discovery.targets(config) == Targets(("127.0.0.51:9464",), 1)
+    pods.add("cached", "127.0.0.52")
+    assert discovery.targets(config) == Targets(("127.0.0.51:9464",), 1)  # the kept list
+    source.forget([config.key])
+    assert discovery.targets(config) == Targets(("127.0.0.51:9464", "127.0.0.52:9464"), 2)

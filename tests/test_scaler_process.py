@@ -10,14 +10,18 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 import yaml
+from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
+from ofobserve.cli import main
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from ofobserve.scaler.sources import DirectSource, StaticDiscovery
@@ -26,6 +30,8 @@ from tests.support.prometheus import free_port
 from tests.support.scaler import ref, running_scaler
 from tests.support.tools import REPO
 from tests.test_scaler_server import eventually
+
+PROM = ["--source", "prometheus", "--prometheus-url", "http://127.0.0.1:1"]
 
 
 def _exporter(in_flight: float, rps: float) -> tuple[subprocess.Popen[str], str]:
@@ -81,14 +87,16 @@ def test_the_direct_source_reads_real_pods_and_survives_one_dying(
         eventually(lambda: (scaler.sample("ofobserve_scaler_source_errors_total", errors) or 0) > 0)
 
 
-def _start_scaler(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def _start_scaler(
+    tmp_path: Path, *extra: str, metrics_port: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
     targets = tmp_path / "targets.yaml"
     targets.write_text(yaml.safe_dump({"shop/fn": []}))
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ofobserve", "scaler", "--source", "direct", "--targets",
          str(targets), "--listen", f"127.0.0.1:{port}", "--metrics-listen",
-         f"127.0.0.1:{free_port()}", *extra],
+         f"127.0.0.1:{metrics_port or free_port()}", *extra],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
@@ -149,12 +157,127 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         ),
         (["--max-staleness", "0"], "0.0 is not in the range x>0"),
         (["--health-listen", "6001"], "--health-listen must be HOST:PORT (got '6001')"),
+        (
+            ["--forget-after", "0"],
+            "Invalid value for '--forget-after' (env var: 'OFOBSERVE_FORGET_AFTER'): must be "
+            "a duration > 0: seconds, or with ms, s, m or h (got '0')",
+        ),
+        (
+            ["--forget-after", "soon"],
+            "--forget-after' (env var: 'OFOBSERVE_FORGET_AFTER'): "
+            "must be a duration > 0: seconds, or with ms, s, m or h (got 'soon')",
+        ),
+        (
+            [*PROM, "--prometheus-header", "X-Scope-OrgID"],
+            "Invalid value for '--prometheus-header' (env var: 'OFOBSERVE_PROMETHEUS_HEADERS'): "
+            "must be NAME=VALUE or NAME=@FILE, NAME an HTTP header name (got 'X-Scope-OrgID')",
+        ),
+        (
+            [*PROM, "--prometheus-header", "Org Id=a"],
+            "must be NAME=VALUE or NAME=@FILE, NAME an HTTP header name (got 'Org Id=a')",
+        ),
+        ([*PROM, "--prometheus-header", "X-Scope-OrgID="], "X-Scope-OrgID: the value is empty"),
+        (
+            [*PROM, "--prometheus-header", "X-Scope-OrgID=@"],
+            "X-Scope-OrgID: @ needs a file path (got 'X-Scope-OrgID=@')",
+        ),
+        (
+            [
+                *PROM,
+                "--prometheus-header",
+                "X-Scope-OrgID=a",
+                "--prometheus-header",
+                "x-scope-orgid=b",
+            ],
+            "Error: --prometheus-header x-scope-orgid is given twice",
+        ),
+        (
+            [
+                *PROM,
+                "--prometheus-header",
+                "Authorization=Bearer x",
+                "--prometheus-bearer-token-file",
+                "token",
+            ],
+            "Error: --prometheus-header Authorization cannot go with "
+            "--prometheus-bearer-token-file or --prometheus-username",
+        ),
+        (
+            ["--prometheus-header", "X-Scope-OrgID=a"],
+            "Error: --prometheus-header only applies with --source prometheus",
+        ),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     result = run_cli("scaler", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_the_header_env_var_takes_one_header_per_line() -> None:
+    """Values may hold spaces and pipes; blank lines are skipped. Two of the lines name
+    the same header: refused, so each line was one header."""
+    lines = "X-Scope-OrgID=a|b\n\nX-Extra=with spaces\nx-extra=again\n"
+    env = {"OFOBSERVE_PROMETHEUS_HEADERS": lines}
+    result = CliRunner().invoke(main, ["scaler", *PROM], env=env)
+    assert result.exit_code == 2
+    assert "Error: --prometheus-header x-extra is given twice" in result.stderr
+
+
+def test_an_unreadable_header_file_exits_1_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "org-id"
+    result = run_cli("scaler", *PROM, "--prometheus-header", f"X-Scope-OrgID=@{missing}")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: cannot read --prometheus-header X-Scope-OrgID file {missing}: "
+        "No such file or directory"
+    )
+    two_lines = tmp_path / "two-lines"
+    two_lines.write_text("tenant-a\ntenant-b\n")
+    result = run_cli("scaler", *PROM, "--prometheus-header", f"X-Scope-OrgID=@{two_lines}")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: --prometheus-header X-Scope-OrgID file {two_lines}: the value must be one line"
+    )
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+def test_forget_after_drops_an_idle_function_in_a_real_process(tmp_path: Path) -> None:
+    """``--forget-after`` as users pass it; the scaler's /metrics counts the function
+    forgotten and the functions held, and shows the event-loop lag probe at work."""
+    metrics_port = free_port()
+    process, address = _start_scaler(
+        tmp_path, "--forget-after", "500ms", "--refresh-interval", "0.1",
+        metrics_port=metrics_port,
+    )  # fmt: skip
+    try:
+        stub = pb_grpc.ExternalScalerStub(grpc.insecure_channel(address))
+        answer = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref()), timeout=5)
+        assert answer.metricValues[0].metricValue == 0  # no pods: no traffic
+        assert stub.IsActive(ref("other"), timeout=5).result is False
+        eventually(
+            lambda: _scrape(metrics_port)["ofobserve_scaler_functions_forgotten_total"] == 2, 15
+        )
+        metrics = _scrape(metrics_port)
+        assert metrics["ofobserve_scaler_registered_functions"] == 0
+        assert metrics["ofobserve_scaler_event_loop_lag_seconds_count"] > 0
+        answer = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref()), timeout=5)
+        assert answer.metricValues[0].metricValue == 0  # asked again: read again, answered
+    finally:
+        process.terminate()
+        assert process.wait(15) == 0
+        assert process.stderr is not None
+        process.stderr.close()
 
 
 def test_unreadable_files_and_bad_targets_exit_1_with_a_clear_message(tmp_path: Path) -> None:

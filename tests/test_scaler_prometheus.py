@@ -9,6 +9,8 @@ import contextlib
 import http.server
 import json
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,15 +24,30 @@ from prometheus_client import CollectorRegistry
 from ofobserve import conventions as c
 from ofobserve.scaler.config import ScalerConfig
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
+from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from ofobserve.scaler.sources import PrometheusSource, Reading, SourceError
 from tests.support.exporters import Clock, Exporters, Family, StaticFamilies, histogram
-from tests.support.prometheus import PrometheusServer
+from tests.support.prometheus import PrometheusServer, free_port
 from tests.support.scaler import Running, ref, running_scaler
-from tests.support.tools import require_tool
+from tests.support.tools import REPO, require_tool
 from tests.test_scaler_server import eventually
 
 FUNCTIONS = [(f"team-{i % 4}", f"fn-{i:03d}") for i in range(100)]
 METADATA = {"targetConcurrency": "1", "targetUtilization": "1"}
+#: In flight of shop/warm, which the warm-start test steps (Prometheus holds its history
+#: from the module's start).
+WARM_LEVEL = [2.0]
+
+
+def _warm_families() -> list[Family]:
+    ident = {"namespace": "shop", "function": "warm"}
+    gauge = Family(c.NATIVE_IN_FLIGHT, "gauge").add(ident, lambda: WARM_LEVEL[0])
+    deployment = {"namespace": "shop", "deployment": "warm-deployment"}
+    labels = Family(c.KSM_DEPLOYMENT_LABELS, "gauge").add(
+        {**deployment, c.KSM_FUNCTION_LABEL: "warm"}, 1
+    )
+    available = Family(c.KSM_DEPLOYMENT_AVAILABLE, "gauge").add(deployment, 2)
+    return [gauge, labels, available]
 
 
 def in_flight(index: int) -> int:
@@ -72,9 +89,16 @@ def own_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometh
                 "static_configs": [{"targets": [exporters.serve(registry)]}],
             }
         )
+    warm = CollectorRegistry()
+    warm.register(StaticFamilies(_warm_families()))
+    jobs.append(
+        {"job_name": "warm", "honor_labels": True,
+         "static_configs": [{"targets": [exporters.serve(warm)]}]}
+    )  # fmt: skip
     server.configure(jobs)
     try:
-        server.wait_for(f"count(count_over_time({c.NATIVE_IN_FLIGHT}[1m]) >= 12) == 100", 60)
+        in_flight = f'{c.NATIVE_IN_FLIGHT}{{function!="warm"}}'
+        server.wait_for(f"count(count_over_time({in_flight}[1m]) >= 12) == 100", 60)
         yield server
     finally:
         exporters.close()
@@ -173,12 +197,15 @@ def test_the_batched_queries_are_what_the_docs_show(tmp_path: Path) -> None:
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every query with an empty vector and remembers the request headers."""
+    """Answers every query with an empty vector and remembers the request headers and
+    paths."""
 
     seen: ClassVar[list[dict[str, str]]] = []
+    paths: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _Recorder.seen.append(dict(self.headers))
+        _Recorder.paths.append(self.path)
         body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -215,6 +242,58 @@ def test_bearer_and_basic_auth_reach_prometheus() -> None:
         asyncio.run(PrometheusSource(url, basic_auth=("ofobserve", "pw")).fetch([config]))
         expected = "Basic " + base64.b64encode(b"ofobserve:pw").decode()
         assert {h["Authorization"] for h in _Recorder.seen} == {expected}
+
+
+def test_extra_headers_and_a_path_prefix_reach_the_peer() -> None:
+    """Mimir and Cortex serve the Prometheus API under ``/prometheus`` and pick the tenant
+    from ``X-Scope-OrgID``: every query goes to ``<base>/api/v1/query`` (a trailing slash on
+    the base is not doubled) and carries every header, beside the bearer token."""
+    config = ScalerConfig("shop", "fn")
+    headers = {"X-Scope-OrgID": "tenant-a|tenant-b", "X-Extra": "1"}
+    with _http_server() as url:
+        _Recorder.seen.clear()
+        _Recorder.paths.clear()
+        source = PrometheusSource(f"{url}/prometheus/", headers=headers, bearer_token="s3cret")
+        assert asyncio.run(source.fetch([config])) == Reading()
+        assert len(_Recorder.paths) == 4  # concurrency, rate, latency, ready
+        assert {p.partition("?")[0] for p in _Recorder.paths} == {"/prometheus/api/v1/query"}
+        for seen in _Recorder.seen:
+            assert seen["X-Scope-OrgID"] == "tenant-a|tenant-b"
+            assert seen["X-Extra"] == "1"
+            assert seen["Authorization"] == "Bearer s3cret"
+
+
+def test_prometheus_header_flags_reach_the_peer_from_a_real_process(tmp_path: Path) -> None:
+    """``--prometheus-header`` as users pass it, one value read from a file (as a Secret
+    is mounted: with its trailing newline), against a real HTTP peer."""
+    token = tmp_path / "token"
+    token.write_text("Bearer from-a-secret\n")
+    with _http_server() as url:
+        _Recorder.seen.clear()
+        _Recorder.paths.clear()
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ofobserve", "scaler", "--source", "prometheus",
+             "--prometheus-url", f"{url}/prometheus", "--listen", f"127.0.0.1:{port}",
+             "--metrics-listen", f"127.0.0.1:{free_port()}",
+             "--prometheus-header", "X-Scope-OrgID=tenant-a",
+             "--prometheus-header", f"Authorization=@{token}"],
+            cwd=REPO, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            stub = pb_grpc.ExternalScalerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+            request = pb.GetMetricsRequest(scaledObjectRef=ref("fn", "shop"))
+            answer = eventually(lambda: stub.GetMetrics(request, timeout=5), 15)
+            assert isinstance(answer, pb.GetMetricsResponse)
+            assert answer.metricValues[0].metricValue == 0  # read: no series, no traffic
+        finally:
+            process.terminate()
+            assert process.wait(15) == 0
+        paths = {p.partition("?")[0] for p in _Recorder.paths}
+        # the instant reads, and the range reads of the warm start: all under the prefix
+        assert paths == {"/prometheus/api/v1/query", "/prometheus/api/v1/query_range"}
+        assert {h["X-Scope-OrgID"] for h in _Recorder.seen} == {"tenant-a"}
+        assert {h["Authorization"] for h in _Recorder.seen} == {"Bearer from-a-secret"}
 
 
 def test_the_ca_option_verifies_prometheus_certificate(pki: Path) -> None:
@@ -283,3 +362,83 @@ def test_ready_replicas_leave_the_dapr_proxy_deployment_out(prometheus: Promethe
         assert 0.3 < signals.latency <= 0.4
     finally:
         exporters.close()
+
+
+def _scaler_process(url: str) -> tuple[subprocess.Popen[bytes], pb_grpc.ExternalScalerStub]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ofobserve", "scaler", "--source", "prometheus",
+         "--prometheus-url", url, "--listen", f"127.0.0.1:{port}", "--metrics-listen",
+         f"127.0.0.1:{free_port()}", "--refresh-interval", "0.5", "--rate-window", "5s"],
+        cwd=REPO, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return process, pb_grpc.ExternalScalerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+
+def test_a_new_replica_fills_its_window_from_history_and_agrees(
+    own_prometheus: PrometheusServer,
+) -> None:
+    """Two scaler processes behind one client that alternates between them, through a
+    load step (2 -> 7 in flight, one per replica, 8 s stable window, no panic): A answers
+    from before the step and steps the live reads through it; B is asked first in the
+    middle of it. Warm, B's first answer is A's within 1 replica; cold, B's window would
+    hold the new level only (7) while A's mean is still near 4. (A's own window, too, was
+    filled from history when it was first asked.)"""
+    metadata = {"targetConcurrency": "1", "targetUtilization": "1", "stableWindow": "8s",
+                "panicWindow": "2s", "panicThreshold": "1000"}  # fmt: skip
+    request = pb.GetMetricsRequest(scaledObjectRef=ref("warm", "shop", **metadata))
+    replicas = [_scaler_process(own_prometheus.url), _scaler_process(own_prometheus.url)]
+    (_, a), (_, b) = replicas
+
+    def answer(stub: pb_grpc.ExternalScalerStub) -> int:
+        return int(stub.GetMetrics(request, timeout=5).metricValues[0].metricValue)
+
+    try:
+        assert eventually(lambda: answer(a) == 2, 15)
+        time.sleep(1)  # A steps live reads at 2
+        WARM_LEVEL[0] = 7.0
+        own_prometheus.wait_for(f'{c.NATIVE_IN_FLIGHT}{{function="warm"}} == 7')
+        time.sleep(2)  # about a third of the stable window at the new level
+        pairs = []
+        for _ in range(4):
+            pairs.append((answer(b), answer(a)))
+            time.sleep(0.3)
+        first_b, a_then = pairs[0]
+        assert 3 <= a_then <= 5, pairs  # mid-step: neither the old level nor the new
+        for from_b, from_a in pairs:
+            assert abs(from_b - from_a) <= 1, pairs
+        assert first_b <= 6, pairs  # not the cold answer (7)
+    finally:
+        WARM_LEVEL[0] = 2.0
+        for process, _ in replicas:
+            process.terminate()
+            process.wait(15)
+
+
+def test_the_filtered_queries_of_a_warm_start_parse_and_select_only_those_functions(
+    own_prometheus: PrometheusServer,
+) -> None:
+    """Every profile's batch queries limited to some functions (a dot in a name is escaped)
+    are valid PromQL for the real Prometheus; for the native profile they select those
+    functions and no other."""
+    from ofobserve import profiles
+    from ofobserve.scaler.sources import batch_queries
+
+    only = [("shop", "warm"), ("team-0", "fn-000"), ("team-1", "a.b")]
+    for name in c.PROFILES:
+        for generation in c.KNATIVE_GENERATIONS:
+            prof = profiles.profile(name, generation, ("binding", "pubsub"))
+            queries = batch_queries(prof, 0.95, "10s", only)
+            for expr in (queries.concurrency, queries.rate, queries.latency, queries.ready):
+                own_prometheus.query(expr)  # raises on a parse error
+    native = batch_queries(profiles.profile("ofobserve", "opencensus", ()), 0.95, "10s", only)
+    seen = {
+        (s["metric"]["namespace"], s["metric"]["function"])
+        for s in own_prometheus.query(native.concurrency)
+    }
+    assert seen == {("shop", "warm"), ("team-0", "fn-000")}
+    ready = {
+        (s["metric"]["namespace"], s["metric"]["function"])
+        for s in own_prometheus.query(native.ready)
+    }
+    assert ready == {("shop", "warm"), ("team-0", "fn-000")}

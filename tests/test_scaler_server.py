@@ -22,11 +22,11 @@ from ofobserve.conventions import SCALER_GRPC_SERVICE
 from ofobserve.scaler.config import ScalerConfig
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from ofobserve.scaler.sources import Signals
+from ofobserve.scaler.sources import Signals, SourceError
 from ofobserve.scaler.tls import TLS
 from tests.conftest import make_pki
 from tests.support.prometheus import free_port
-from tests.support.scaler import Running, ScriptedSource, ref, running_scaler
+from tests.support.scaler import FakeClock, Running, ScriptedSource, ref, running_scaler
 from tests.support.tools import require_tool
 
 KEY = ("shop", "fn")
@@ -446,3 +446,113 @@ def test_a_namespace_outside_watch_namespace_is_refused_on_every_rpc(
                 call()
             assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert caught.value.details() == message
+
+
+# --- forgetting functions KEDA no longer asks about, and the event-loop lag probe ---------------
+
+
+def test_a_function_not_asked_about_is_forgotten_with_its_state_and_series(
+    source: ScriptedSource,
+) -> None:
+    """``forget_after`` seconds without an RPC drops a function, its policy state and its
+    error series, counted; an open stream keeps one; asked again, it is a new function:
+    no answer until a new first read, never the old decision."""
+    clock = FakeClock()
+    broken = ("shop", "broken")
+    source.failed = {broken: SourceError("scripted", "its pods cannot be listed")}
+    with running_scaler(source, forget_after=600, clock=clock) as scaler:
+        stub = scaler.stub()
+        request = pb.GetMetricsRequest(scaledObjectRef=ref(targetUtilization="1"))
+        assert stub.GetMetrics(request).metricValues[0].metricValue == 3
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.IsActive(ref("broken"))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        errors = {"namespace": "shop", "function": "broken", "source": "scripted",
+                  "reason": "scripted"}  # fmt: skip
+        eventually(lambda: (scaler.sample("ofobserve_scaler_source_errors_total", errors) or 0) > 0)
+        stream = stub.StreamIsActive(ref("streamed"))
+        assert next(stream).result is False
+        assert scaler.sample("ofobserve_scaler_registered_functions") == 3
+
+        def forgotten() -> float:
+            return scaler.sample("ofobserve_scaler_functions_forgotten_total") or 0.0
+
+        clock.advance(300)
+        eventually(lambda: stub.IsActive(ref(targetUtilization="1")).result)  # asked: kept
+        clock.advance(301)  # broken: 601 s without a question
+        eventually(lambda: forgotten() == 1)
+        assert set(scaler.engine.entries) == {KEY, ("shop", "streamed")}
+        assert scaler.sample("ofobserve_scaler_registered_functions") == 2
+        assert scaler.sample("ofobserve_scaler_source_errors_total", errors) is None
+        assert source.forgotten == [broken]
+        clock.advance(600)  # fn: 901 s; streamed: its stream is still open
+        eventually(lambda: forgotten() == 2)
+        assert set(scaler.engine.entries) == {("shop", "streamed")}
+        stream.cancel()
+        eventually(lambda: not scaler.engine.entries[("shop", "streamed")].holders)
+        clock.advance(601)
+        eventually(lambda: forgotten() == 3)
+        assert scaler.sample("ofobserve_scaler_registered_functions") == 0
+        assert source.forgotten == [broken, KEY, ("shop", "streamed")]
+
+        source.failing = True  # asked again: a first read is due, the old 3 is gone
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetMetrics(request)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.details() == (
+            "no data yet for shop/fn: the scripted source has not answered"
+        )
+        source.failing = False
+        eventually(lambda: stub.GetMetrics(request).metricValues[0].metricValue == 3)
+
+
+def test_stream_metric_spec_keeps_its_function(source: ScriptedSource) -> None:
+    clock = FakeClock()
+    with running_scaler(source, forget_after=60, clock=clock) as scaler:
+        stream = scaler.stub().StreamMetricSpec(ref())
+        assert next(stream).metricSpecs[0].metricName == METRIC
+        clock.advance(61)
+        reads = source.reads
+        eventually(lambda: source.reads > reads + 2)  # sweeps ran after each read
+        assert set(scaler.engine.entries) == {KEY}
+        stream.cancel()
+        eventually(lambda: not scaler.engine.entries[KEY].holders)
+        clock.advance(61)
+        eventually(lambda: not scaler.engine.entries)
+        assert scaler.sample("ofobserve_scaler_functions_forgotten_total") == 1
+
+
+def test_the_event_loop_lag_probe_counts_and_sees_a_blocked_loop(source: ScriptedSource) -> None:
+    with running_scaler(source, lag_interval=0.01) as scaler:
+        name = "ofobserve_scaler_event_loop_lag_seconds"
+        eventually(lambda: (scaler.sample(f"{name}_count") or 0) >= 5)
+        count = scaler.sample(f"{name}_count") or 0
+        eventually(lambda: (scaler.sample(f"{name}_count") or 0) > count)
+
+        def late() -> float:
+            total = scaler.sample(f"{name}_count") or 0
+            return total - (scaler.sample(f"{name}_bucket", {"le": "0.1"}) or 0)
+
+        assert late() == 0  # nothing held the loop for 0.1 s so far
+        scaler.loop.call_soon_threadsafe(time.sleep, 0.3)  # hold the loop for 0.3 s
+        eventually(lambda: late() >= 1)
+
+
+def test_a_new_function_is_warmed_from_the_source_history(source: ScriptedSource) -> None:
+    """The first answer already averages the history the source gives (nine samples at
+    45 in flight, then the read at 5: mean 41, 10 per replica, so 5); cold it would be 1.
+    A function the source has no history for answers from its first read alone."""
+    source.signals = {
+        KEY: Signals(concurrency=5, rate=1, ready=1),
+        ("shop", "new"): Signals(concurrency=5, rate=1, ready=1),
+    }
+    source.past = {
+        KEY: [(age, Signals(concurrency=45, rate=1, ready=1)) for age in range(9, 0, -1)]
+    }
+    metadata = {"targetUtilization": "1", "stableWindow": "10s", "panicThreshold": "1000"}
+    with running_scaler(source, interval=1.0) as scaler:
+        stub = scaler.stub()
+        warm = pb.GetMetricsRequest(scaledObjectRef=ref(**metadata))
+        assert stub.GetMetrics(warm).metricValues[0].metricValue == 5
+        cold = pb.GetMetricsRequest(scaledObjectRef=ref("new", **metadata))
+        assert stub.GetMetrics(cold).metricValues[0].metricValue == 1

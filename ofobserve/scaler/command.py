@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from ofobserve.cluster import kubernetes_client
 from ofobserve.errors import ClusterUnavailable
+from ofobserve.scaler.config import duration_seconds
 from ofobserve.tracing import JSONLogFormatter
 
 if TYPE_CHECKING:
@@ -48,6 +50,85 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
     if not colon or not port.isdigit():
         raise click.BadParameter(f"{flag} must be HOST:PORT (got {value!r})")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Duration(click.ParamType[float]):
+    """Seconds, or a number with ``ms``, ``s``, ``m`` or ``h`` (as ``scalerMetadata``), > 0."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        seconds = duration_seconds(str(value))
+        if seconds is None or seconds <= 0:
+            self.fail(f"must be a duration > 0: seconds, or with ms, s, m or h (got {value!r})")
+        return seconds
+
+
+#: An HTTP header name (RFC 9110 section 5.6.2, ``token``).
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _header_value_error(value: str) -> str | None:
+    if not value:
+        return "is empty"
+    if any(ch in value for ch in "\r\n\x00"):
+        return "must be one line"
+    return None
+
+
+class Header(click.ParamType[tuple[str, "str | Path"]]):
+    """``NAME=VALUE``, or ``NAME=@FILE`` (read at start). Converts to ``(name, value)`` or
+    ``(name, Path)``; the file is read later, so an unreadable one exits 1, not 2. From the
+    environment: one header per line."""
+
+    name = "header"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [line for line in (rv or "").splitlines() if line.strip()]
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str | Path]:
+        if isinstance(value, tuple):
+            return value
+        name, equals, rest = str(value).partition("=")
+        if not equals or not HEADER_NAME.match(name):
+            self.fail(f"must be NAME=VALUE or NAME=@FILE, NAME an HTTP header name (got {value!r})")
+        if rest.startswith("@"):
+            if not rest[1:]:
+                self.fail(f"{name}: @ needs a file path (got {value!r})")
+            return name, Path(rest[1:])
+        problem = _header_value_error(rest)
+        if problem:
+            self.fail(f"{name}: the value {problem}")
+        return name, rest
+
+
+def _headers(given: tuple[tuple[str, str | Path], ...]) -> dict[str, str]:
+    """The ``--prometheus-header`` values, with files read (stripped); exit 1 naming an
+    unreadable file or one whose content is no header value."""
+    headers: dict[str, str] = {}
+    for name, value in given:
+        if isinstance(value, Path):
+            try:
+                text = value.read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise click.ClickException(
+                    f"cannot read --prometheus-header {name} file {value}: {why}"
+                ) from None
+            problem = _header_value_error(text)
+            if problem:
+                raise click.ClickException(
+                    f"--prometheus-header {name} file {value}: the value {problem}"
+                )
+            value = text
+        headers[name] = value
+    return headers
 
 
 def _discovery(targets: str | None) -> Discovery:
@@ -144,6 +225,18 @@ def _discovery(targets: str | None) -> Discovery:
     help="CA bundle that signs Prometheus' certificate.",
 )
 @click.option(
+    "--prometheus-header",
+    "prometheus_headers",
+    type=Header(),
+    multiple=True,
+    envvar="OFOBSERVE_PROMETHEUS_HEADERS",
+    show_envvar=True,
+    help="NAME=VALUE: an HTTP header sent with every Prometheus request (repeat it; the "
+    "env var takes one per line), e.g. X-Scope-OrgID=tenant-a for Mimir, Cortex or a "
+    "multi-tenant Thanos. NAME=@FILE reads the value from FILE at start (stripped): "
+    "for a value mounted from a Secret.",
+)
+@click.option(
     "--rate-window",
     default="1m",
     show_default=True,
@@ -201,6 +294,16 @@ def _discovery(targets: str | None) -> Discovery:
     help="Seconds between two reads of every registered function.",
 )
 @click.option(
+    "--forget-after",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    envvar="OFOBSERVE_FORGET_AFTER",
+    show_envvar=True,
+    help="Drop a function KEDA has not asked about (no RPC, no open stream) for this long, "
+    "with its windows: seconds, or with ms, s, m or h. Asked again, it is read anew first.",
+)
+@click.option(
     "--grace-period",
     type=click.FloatRange(min=0),
     default=10.0,
@@ -240,6 +343,19 @@ def scaler(**options: Any) -> None:  # fmt: skip
         raise click.UsageError("--prometheus-username and --prometheus-password-file go together")
     if o["health_listen"]:
         _host_port(o["health_listen"], "--health-listen")
+    header_names = [name.lower() for name, _ in o["prometheus_headers"]]
+    if o["prometheus_headers"] and o["source"] != "prometheus":
+        raise click.UsageError("--prometheus-header only applies with --source prometheus")
+    repeated = sorted({n for n in header_names if header_names.count(n) > 1})
+    if repeated:
+        raise click.UsageError(f"--prometheus-header {repeated[0]} is given twice")
+    if "authorization" in header_names and (
+        o["prometheus_bearer_token_file"] or o["prometheus_username"]
+    ):
+        raise click.UsageError(
+            "--prometheus-header Authorization cannot go with --prometheus-bearer-token-file "
+            "or --prometheus-username"
+        )
     _logging(o["log_format"])
     registry = CollectorRegistry()
     metrics = ScalerMetrics(registry)
@@ -252,6 +368,7 @@ def scaler(**options: Any) -> None:  # fmt: skip
             bearer_token=_read(o["prometheus_bearer_token_file"], "bearer token file"),
             basic_auth=(o["prometheus_username"], password) if password is not None else None,
             ca_file=o["prometheus_ca_file"],
+            headers=_headers(o["prometheus_headers"]),
             on_query=metrics.queries.inc,
         )
     else:
@@ -264,7 +381,11 @@ def scaler(**options: Any) -> None:  # fmt: skip
             f"cannot listen on {o['metrics_listen']}: {exc.strerror}"
         ) from None
     engine = Engine(
-        source, metrics, max_staleness=o["max_staleness"], interval=o["refresh_interval"]
+        source,
+        metrics,
+        max_staleness=o["max_staleness"],
+        interval=o["refresh_interval"],
+        forget_after=o["forget_after"],
     )
     tls = None
     if o["tls_cert"]:

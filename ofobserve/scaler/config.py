@@ -101,6 +101,13 @@ def _count(key: str, raw: str, low: int) -> int:
     return int(raw)
 
 
+def duration_seconds(raw: str) -> float | None:
+    """``raw`` as seconds (a number, or with ``ms``, ``s``, ``m`` or ``h``); ``None`` when it
+    is no duration."""
+    found = DURATION.match(raw.strip())
+    return float(found.group(1)) * _UNIT[found.group(2)] if found else None
+
+
 def _duration(key: str, raw: str, allow_zero: bool = False) -> float:
     found = DURATION.match(raw.strip())
     if not found or (float(found.group(1)) == 0 and not allow_zero):

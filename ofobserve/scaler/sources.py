@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
@@ -65,10 +66,24 @@ class Reading:
     degraded: dict[FunctionKey, SourceError] = field(default_factory=dict)
 
 
+#: Per function, its past signals oldest first, each with its age in seconds.
+History = dict[FunctionKey, list[tuple[float, Signals]]]
+#: Functions per range query of a warm start: their names go in the URL.
+HISTORY_CHUNK = 200
+
+
 class Source(Protocol):
     name: str
 
     async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading: ...
+
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        """Drop what is kept per function for ``keys``: the engine forgot them."""
+
+    async def history(self, functions: Sequence[ScalerConfig], step: float) -> History:
+        """The signals each function had over its last stable window, every ``step``
+        seconds, as far as the source remembers (nothing: ``{}``). Raises
+        :class:`SourceError` when it cannot tell."""
 
 
 # --- Prometheus ----------------------------------------------------------------------------------
@@ -87,26 +102,41 @@ class BatchQueries:
     ready: str
 
 
-def batch_queries(profile: profiles.Profile, quantile: float, window: str) -> BatchQueries:
+def batch_queries(
+    profile: profiles.Profile,
+    quantile: float,
+    window: str,
+    only: Sequence[FunctionKey] = (),
+) -> BatchQueries:
+    """The four queries; with ``only``, each selector also matches those functions'
+    namespaces and names alone (a superset of them, which the caller filters)."""
+    fn, ns, ksm = "", "", ""
+    if only:
+        names = "|".join(sorted({_regex(name) for _, name in only}))
+        spaces = "|".join(sorted({_regex(namespace) for namespace, _ in only}))
+        ns = f',{c.NAMESPACE_LABEL}=~"{spaces}"'
+        fn = f',{c.FUNCTION_LABEL}=~"{names}"{ns}'
+        ksm = f',{c.KSM_FUNCTION_LABEL}=~"{names}"'
     counters = "|".join(ctr.metric for ctr in profile.counters)
     buckets = "|".join(f"{h.metric}_bucket" for h in profile.histograms)
     scale = profile.histograms[0].scale
     per_second = "" if scale == 1 else f" / {scale:g}"
     if profile.concurrency is not None:
-        concurrency = f"sum by ({BY}) ({profile.concurrency})"
+        gauge = f"{profile.concurrency}{{{fn[1:]}}}" if fn else profile.concurrency
+        concurrency = f"sum by ({BY}) ({gauge})"
     else:  # Little's law: time spent in requests per second = mean concurrency
         sums = "|".join(f"{h.metric}_sum" for h in profile.histograms)
-        concurrency = f'sum by ({BY}) (rate({{__name__=~"{sums}"}}[{window}])){per_second}'
+        concurrency = f'sum by ({BY}) (rate({{__name__=~"{sums}"{fn}}}[{window}])){per_second}'
     # the dapr-proxy Deployment carries the function's label too: leave it out by name.
     # Two kube-state-metrics (HA, or a rollout) export every Deployment twice: both sides
     # are reduced to one series per Deployment before the join, which would otherwise fail
     # with "many-to-many matching not allowed".
     own = f'deployment!~"{c.DAPR_PROXY_DEPLOYMENT_REGEX}"'
     key = f"{c.NAMESPACE_LABEL}, deployment"
-    available = f"max by ({key}) ({c.KSM_DEPLOYMENT_AVAILABLE}{{{own}}})"
+    available = f"max by ({key}) ({c.KSM_DEPLOYMENT_AVAILABLE}{{{own}{ns}}})"
     labelled = (
         f"max by ({key}, {c.KSM_FUNCTION_LABEL}) "
-        f'({c.KSM_DEPLOYMENT_LABELS}{{{own},{c.KSM_FUNCTION_LABEL}!=""}})'
+        f'({c.KSM_DEPLOYMENT_LABELS}{{{own},{c.KSM_FUNCTION_LABEL}!=""{ksm}{ns}}})'
     )
     ready = (
         f"sum by ({BY}) (label_replace({available} * on ({key}) "
@@ -115,13 +145,19 @@ def batch_queries(profile: profiles.Profile, quantile: float, window: str) -> Ba
     )
     return BatchQueries(
         concurrency=concurrency,
-        rate=f'sum by ({BY}) (rate({{__name__=~"{counters}"}}[{window}]))',
+        rate=f'sum by ({BY}) (rate({{__name__=~"{counters}"{fn}}}[{window}]))',
         latency=(
             f"histogram_quantile({quantile:g}, sum by ({BY}, le) "
-            f'(rate({{__name__=~"{buckets}"}}[{window}]))){per_second}'
+            f'(rate({{__name__=~"{buckets}"{fn}}}[{window}]))){per_second}'
         ),
         ready=ready,
     )
+
+
+def _regex(name: str) -> str:
+    """A namespace or function name as a PromQL regex matching it alone (names hold only
+    ``[a-z0-9.-]``: the dot is the one metacharacter, escaped inside a PromQL string)."""
+    return name.replace(".", "\\\\.")
 
 
 def _group_key(config: ScalerConfig) -> tuple[str, str, float]:
@@ -142,15 +178,22 @@ class PrometheusSource:
         bearer_token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         ca_file: str | None = None,
+        headers: Mapping[str, str] | None = None,
         on_query: Callable[[], None] = lambda: None,
     ) -> None:
         session = requests.Session()
         if ca_file:
             session.verify = ca_file
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        # prometheus-api-client sends ``headers`` with every request it makes
+        # (4n4nd/prometheus-api-client-python prometheus_api_client/prometheus_connect.py).
+        sent = dict(headers or {})
+        if bearer_token:
+            sent["Authorization"] = f"Bearer {bearer_token}"
         self.client = PrometheusConnect(
-            url=url,
-            headers=headers,
+            # the client appends "/api/v1/...": a base URL with a path prefix (Mimir's and
+            # Cortex's /prometheus) keeps it, without a doubled slash
+            url=url.rstrip("/"),
+            headers=sent or None,
             auth=basic_auth,
             session=session,
             timeout=timeout,
@@ -161,6 +204,68 @@ class PrometheusSource:
 
     async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
         return Reading(await asyncio.to_thread(self._fetch, functions))
+
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        """Nothing is kept per function: every read is one batch over the registry."""
+
+    async def history(self, functions: Sequence[ScalerConfig], step: float) -> History:
+        return await asyncio.to_thread(self._history, functions, step)
+
+    def _history(self, functions: Sequence[ScalerConfig], step: float) -> History:
+        """Each function's signals over its last stable window, every ``step`` seconds:
+        the batch queries as range queries (``custom_query_range``), each limited to the
+        functions asked for, :data:`HISTORY_CHUNK` at a time (the names travel in the
+        URL). An evaluation time at which a function has no series is no traffic, as in
+        an instant read, except before its first series: Prometheus did not know it yet
+        (it was not deployed, or not scraped), so its history starts there."""
+        end = time.time()
+        found: History = {}
+        wanted: dict[tuple[str, str, float], list[ScalerConfig]] = {}
+        for config in functions:
+            wanted.setdefault(_group_key(config), []).append(config)
+        for (profile_name, generation, quantile), configs in sorted(wanted.items()):
+            prof = profiles.profile(profile_name, generation, ("binding", "pubsub"))
+            for i in range(0, len(configs), HISTORY_CHUNK):
+                chunk = configs[i : i + HISTORY_CHUNK]
+                span = max(cfg.stable_window for cfg in chunk)
+                start = end - span
+                queries = batch_queries(prof, quantile, self.window, [cfg.key for cfg in chunk])
+                values: dict[FunctionKey, dict[float, dict[str, float]]] = {}
+                for signal in ("concurrency", "rate", "latency", "ready"):
+                    for key, at, value in self._range(getattr(queries, signal), start, end, step):
+                        values.setdefault(key, {}).setdefault(at, {})[signal] = value
+                # the evaluation times Prometheus uses: start, start + step, ... <= end,
+                # with start and end in whole seconds (as the client sends them)
+                first, last = round(start), round(end)
+                times = [first + k * step for k in range(int((last - first) / step + 1e-9) + 1)]
+                for cfg in chunk:
+                    seen = values.get(cfg.key, {})
+                    kept = [at for at in times if end - at <= cfg.stable_window]
+                    while kept and round(kept[0], 3) not in seen:
+                        kept.pop(0)  # not seen yet: unknown, not "no traffic"
+                    found[cfg.key] = [
+                        (end - at, _signals(seen.get(round(at, 3), {}))) for at in kept
+                    ]
+        return found
+
+    def _range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> Iterable[tuple[FunctionKey, float, float]]:
+        self.on_query()
+        try:
+            result: list[dict[str, Any]] = self.client.custom_query_range(
+                expr,
+                start_time=datetime.fromtimestamp(start, UTC),
+                end_time=datetime.fromtimestamp(end, UTC),
+                step=f"{step:g}",
+            )
+        except Exception as exc:  # requests' and the client's errors alike
+            raise SourceError("prometheus", f"{type(exc).__name__}: {exc}") from None
+        for series in result:
+            labels = series.get("metric", {})
+            key = (labels.get(c.NAMESPACE_LABEL, ""), labels.get(c.FUNCTION_LABEL, ""))
+            for at, value in series.get("values", []):
+                yield key, round(float(at), 3), float(value)
 
     def _fetch(self, functions: Sequence[ScalerConfig]) -> dict[FunctionKey, Signals]:
         wanted: dict[tuple[str, str, float], set[FunctionKey]] = {}
@@ -230,6 +335,9 @@ class Discovery(Protocol):
 
     def targets(self, config: ScalerConfig) -> Targets: ...
 
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        """Drop what is cached for ``keys``: the engine forgot them."""
+
 
 TARGETS_SHAPE = (
     "expected a mapping of '<namespace>/<function>' to lists of host:port, or to "
@@ -283,6 +391,9 @@ class StaticDiscovery:
     def targets(self, config: ScalerConfig) -> Targets:
         return self.table.get(f"{config.namespace}/{config.function}", Targets())
 
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        """The table is the file's: nothing to drop."""
+
 
 @dataclass
 class KubernetesDiscovery:
@@ -317,6 +428,13 @@ class KubernetesDiscovery:
         if not daprd:
             raise DiscoveryError(f"none of its {len(proxies)} dapr-proxy pod(s) is ready")
         return Targets(tuple(f"{ip}:{self.dapr_port}" for ip in daprd), len(own))
+
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        """Drop the cached pod lists of ``keys`` (both selectors of each)."""
+        for namespace, name in keys:
+            selector = f"{c.FUNCTION_POD_LABEL}={name}"
+            self._cache.pop((namespace, f"{selector},!{PROXY}"), None)
+            self._cache.pop((namespace, f"{selector},{PROXY}"), None)
 
     def _pods(self, namespace: str, selector: str) -> list[tuple[str, bool]]:
         """``(pod IP, ready)`` of every pod the selector matches."""
@@ -407,6 +525,17 @@ class DirectSource:
         self.timeout = timeout
         self.warmup = warmup
         self.previous: dict[FunctionKey, dict[str, _Counters]] = {}
+
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        """Drop the last scrapes of ``keys`` (a function asked again starts afresh) and
+        what discovery caches for them."""
+        for key in keys:
+            self.previous.pop(key, None)
+        self.discovery.forget(keys)
+
+    async def history(self, functions: Sequence[ScalerConfig], step: float) -> History:
+        """Pods keep no past: a new function starts with an empty window."""
+        return {}
 
     async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
         reading = Reading()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from ofobserve.scaler.engine import Engine
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from ofobserve.scaler.server import TLS, serve
-from ofobserve.scaler.sources import Reading, Signals, Source, SourceError
+from ofobserve.scaler.sources import History, Reading, Signals, Source, SourceError
 from ofobserve.scaler.telemetry import ScalerMetrics
 
 
@@ -35,6 +36,10 @@ class ScriptedSource:
     failed: dict[FunctionKey, SourceError] = field(default_factory=dict)
     broken: bool = False  # raise a non-SourceError (a bug)
     reads: int = 0
+    #: The functions the engine told it to forget.
+    forgotten: list[FunctionKey] = field(default_factory=list)
+    #: What :meth:`history` answers: per function, ``(age, signals)`` oldest first.
+    past: History = field(default_factory=dict)
 
     async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
         self.reads += 1
@@ -47,6 +52,12 @@ class ScriptedSource:
             {k: v for k, v in self.signals.items() if k in wanted},
             {k: v for k, v in self.failed.items() if k in wanted},
         )
+
+    def forget(self, keys: Sequence[FunctionKey]) -> None:
+        self.forgotten.extend(keys)
+
+    async def history(self, functions: Sequence[ScalerConfig], step: float) -> History:
+        return {f.key: self.past[f.key] for f in functions if f.key in self.past}
 
 
 @dataclass
@@ -79,10 +90,20 @@ def running_scaler(
     health_listen: str | None = None,
     namespaces: frozenset[str] = frozenset(),
     grace: float = 2.0,
+    forget_after: float = 600.0,
+    clock: Callable[[], float] = time.monotonic,
+    lag_interval: float = 0.1,
 ) -> Iterator[Running]:
     registry = CollectorRegistry()
     metrics = ScalerMetrics(registry)
-    engine = Engine(source, metrics, max_staleness=max_staleness, interval=interval)
+    engine = Engine(
+        source,
+        metrics,
+        max_staleness=max_staleness,
+        interval=interval,
+        forget_after=forget_after,
+        clock=clock,
+    )
     started = threading.Event()
     holder: dict[str, object] = {}
 
@@ -105,6 +126,7 @@ def running_scaler(
                 grace=grace,
                 ready=ready,
                 stop=stop,
+                lag_interval=lag_interval,
             )
 
         try:
@@ -134,3 +156,16 @@ def running_scaler(
 def ref(function: str = "fn", namespace: str = "shop", **metadata: str) -> pb.ScaledObjectRef:
     """A ScaledObjectRef as KEDA sends it (the ScaledObject is named after the function)."""
     return pb.ScaledObjectRef(name=function, namespace=namespace, scalerMetadata=metadata)
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock the test moves by hand (the engine takes any ``clock``)."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

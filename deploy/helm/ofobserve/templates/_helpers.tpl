@@ -223,10 +223,21 @@ failureThreshold: {{ .probe.failureThreshold }}
 {{- if $s.prometheus.caConfigMap.name }}
 - --prometheus-ca-file=/etc/ofobserve/prometheus-ca/ca.crt
 {{- end }}
+{{- range $i, $h := $s.prometheus.headers }}
+{{- if and (eq (lower $h.name) "authorization") (or $s.prometheus.bearerTokenSecret.name $s.prometheus.basicAuth.username) }}
+{{- fail "scaler.prometheus.headers: an Authorization header cannot go with scaler.prometheus.bearerTokenSecret or scaler.prometheus.basicAuth" }}
+{{- end }}
+{{- if $h.secret }}
+- --prometheus-header={{ $h.name }}=@/etc/ofobserve/prometheus-headers/{{ $i }}/value
+{{- else }}
+- {{ printf "--prometheus-header=%s=%s" $h.name $h.value | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 - --rate-window={{ $s.rateWindow }}
 - --refresh-interval={{ $s.refreshInterval }}
 - --max-staleness={{ $s.maxStaleness }}
+- --forget-after={{ $s.forgetAfter }}
 - --grace-period={{ $s.gracePeriod }}
 - --log-format={{ $s.logFormat }}
 {{- range .Values.watchNamespaces }}
