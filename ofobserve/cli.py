@@ -14,16 +14,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
 from ofobserve import __version__
 from ofobserve.controller.command import controller
-from ofobserve.errors import ClusterUnavailable, DriftDetected, InvalidInput, ToolMissing
+from ofobserve.errors import (
+    ClusterUnavailable,
+    DriftDetected,
+    InvalidInput,
+    Location,
+    Problem,
+    ToolMissing,
+)
 from ofobserve.extras import COMMAND_EXTRAS, install_hint
 from ofobserve.scaler.command import scaler
 
@@ -312,6 +322,320 @@ def test_rules(directory: str, promtool: str | None, jobs: int | None) -> None:
         log.info("%d promtool test file(s) %s", report.files, verdict)
         if not report.passed:
             sys.exit(1)
+
+
+class _Duration(click.ParamType[float]):
+    """A duration: seconds, or a number with ms, s, m or h; at least ``low``."""
+
+    name = "duration"
+
+    def __init__(self, low: float = 0.0, allow_zero: bool = True) -> None:
+        self.low, self.allow_zero = low, allow_zero
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        from ofobserve.scaler.config import duration_seconds
+
+        if isinstance(value, float):
+            return value
+        seconds = duration_seconds(str(value))
+        if seconds is None or seconds < self.low or (seconds == 0 and not self.allow_zero):
+            bound = ">= 0" if self.allow_zero else "> 0"
+            self.fail(f"must be a duration {bound}: seconds, or with ms, s, m or h (got {value!r})")
+        return seconds
+
+
+class _Range(click.ParamType[tuple[float, float]]):
+    """``LOW-HIGH`` durations (``1s-5s``), or one duration for a fixed value."""
+
+    name = "range"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split("-")
+        one = _Duration()
+        if len(parts) not in (1, 2) or not all(parts):
+            self.fail(f"must be LOW-HIGH durations such as 1s-5s, or one duration (got {value!r})")
+        low, high = (one.convert(x, param, ctx) for x in (parts[0], parts[-1]))
+        if high < low:
+            self.fail(f"the high end must not be below the low end (got {value!r})")
+        return (low, high)
+
+
+def _policies(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    with _full_install():
+        from ofobserve.simulate.policies import POLICIES
+
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}"
+            if unknown
+            else f"give at least one of {', '.join(POLICIES)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from ofobserve.scaler.config import duration_seconds
+
+    now = datetime.now(UTC)
+    ago = duration_seconds(value[:-4]) if value.endswith(" ago") else None
+    if ago is not None:
+        return now - timedelta(seconds=ago)
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"must be ISO 8601 (2026-01-06T09:00:00Z) or a duration ago ('2h ago'); got {value!r}"
+        ) from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+class _Finite(click.ParamType[float]):
+    """A finite number (not nan, not inf) within bounds; ``click.FloatRange`` lets nan
+    through, since every comparison with it is false."""
+
+    name = "float"
+
+    def __init__(
+        self,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> None:
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def _bounds(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        low, high = self.low, self.high
+        ok = math.isfinite(number)
+        if ok and low is not None:
+            ok = number > low if self.low_open else number >= low
+        if ok and high is not None:
+            ok = number < high if self.high_open else number <= high
+        if not ok:
+            bound = self._bounds()
+            self.fail(f"must be a finite number{' ' + bound if bound else ''} (got {value!r})")
+        return number
+
+
+_POSITIVE = _Finite(0, low_open=True)
+
+
+@main.command(context_settings={"auto_envvar_prefix": "OFOBSERVE_SIMULATE"})
+@click.argument("trace", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--policies",
+    default="ofobserve,kpa,keda-prometheus,hpa-cpu",
+    show_default=True,
+    callback=_policies,
+    help="Comma-separated: ofobserve, kpa, keda-prometheus, hpa-cpu.",
+)
+@click.option("--function", "function", help="The function in the trace (default: the busiest); "
+              "with --prometheus, namespace/name.")  # fmt: skip
+@click.option("--scale", type=_POSITIVE, default=1.0, show_default=True,
+              help="Multiply the arrival rate.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--slo", type=_Duration(allow_zero=False), default="0.5s", show_default=True,
+              help="Latency objective: requests over it violate the SLO; ofobserve's "
+              "latencyObjective.")  # fmt: skip
+@click.option("--container-concurrency", type=click.IntRange(min=0), default=10,
+              show_default=True,
+              help="Requests one replica serves at once (0: unlimited).")  # fmt: skip
+@click.option("--timeout", type=_Duration(allow_zero=False), default="300s", show_default=True,
+              help="A request is cut after this long (queue + service).")  # fmt: skip
+@click.option("--cold-start", type=_Range(), default="1s-5s", show_default=True,
+              help="A new replica's start-up delay: uniform between LOW-HIGH.")  # fmt: skip
+@click.option("--service-time", type=_Duration(allow_zero=False), default="100ms",
+              show_default=True, help="Mean of the exponential service time, where the trace "
+              "has none (per-minute counts).")  # fmt: skip
+@click.option("--max-replicas", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--initial-replicas", type=click.IntRange(min=0),
+              help="Replicas ready at the start (default: what the first minute's load "
+              "needs at the concurrency target).")  # fmt: skip
+@click.option("--target-concurrency", type=_POSITIVE,
+              help="ofobserve's and the KPA's per-replica target (default: "
+              "--container-concurrency, or 100 when unlimited).")  # fmt: skip
+@click.option("--target-utilization", type=_Finite(0, 1, low_open=True), default=0.7,
+              show_default=True)  # fmt: skip
+@click.option("--scale-down-delay", type=_Duration(), default="0s", show_default=True,
+              help="ofobserve: its scaleDownDelay key (hold the highest answer "
+              "this long).")  # fmt: skip
+@click.option("--kpa-scale-down-delay", type=_Duration(), default="0s", show_default=True,
+              help="kpa: Knative's scale-down-delay (hold the highest answer "
+              "this long).")  # fmt: skip
+@click.option("--source", type=click.Choice(["prometheus", "direct"]), default="prometheus",
+              show_default=True, help="ofobserve: the scaler's --source and what it reads "
+              "(prometheus: the Knative queue-proxies' running + queued requests and latency "
+              "with the queue wait, as of the last --scrape-interval scrape: the KPA's "
+              "information, later; direct: the native profile from the pods every second, "
+              "running requests and handler time only). Neither sees a function at zero "
+              "replicas.")  # fmt: skip
+@click.option("--keda-threshold", type=_POSITIVE,
+              help="keda-prometheus: requests/s per replica (default: target concurrency x "
+              "utilization / mean service time).")  # fmt: skip
+@click.option("--cpu-target", type=click.IntRange(1, 100), default=70, show_default=True,
+              help="hpa-cpu: CPU utilization target, percent.")  # fmt: skip
+@click.option("--scrape-interval", type=_Duration(allow_zero=False), default="15s",
+              show_default=True)  # fmt: skip
+@click.option("--evaluation-lag", type=_Duration(), default="0s", show_default=True,
+              help="How far behind the newest scrape a query sees.")  # fmt: skip
+@click.option("--polling-interval", type=_Duration(allow_zero=False), default="30s",
+              show_default=True, help="KEDA's pollingInterval.")  # fmt: skip
+@click.option("--cooldown-period", type=_Duration(), default="300s", show_default=True,
+              help="KEDA's cooldownPeriod before scaling to zero.")  # fmt: skip
+@click.option("--hpa-sync", type=_Duration(allow_zero=False), default="15s", show_default=True)
+@click.option("--hpa-tolerance", type=_Finite(0, 1, high_open=True), default=0.1,
+              show_default=True)  # fmt: skip
+@click.option("--downscale-stabilization", type=_Duration(), default="300s", show_default=True,
+              help="The HPA's scale-down window (keda-prometheus, hpa-cpu).")  # fmt: skip
+@click.option("--prometheus", help="Read the traffic from this Prometheus "
+              "(with --function ns/name, --start, --end) instead of TRACE.")  # fmt: skip
+@click.option("--start", callback=_when, help="With --prometheus: ISO 8601 or '2h ago'.")
+@click.option("--end", callback=_when, help="With --prometheus: ISO 8601 or '1h ago'.")
+@click.option("--format", type=click.Choice(["table", "json"]),
+              default="table", show_default=True)  # fmt: skip
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Write load, replicas and p95 latency over time to this PNG.")  # fmt: skip
+def simulate(
+    trace: str | None,
+    policies: tuple[str, ...],
+    function: str | None,
+    scale: float,
+    seed: int,
+    slo: float,
+    container_concurrency: int,
+    timeout: float,
+    cold_start: tuple[float, float],
+    service_time: float,
+    max_replicas: int,
+    initial_replicas: int | None,
+    target_concurrency: float | None,
+    target_utilization: float,
+    scale_down_delay: float,
+    kpa_scale_down_delay: float,
+    source: str,
+    keda_threshold: float | None,
+    cpu_target: int,
+    scrape_interval: float,
+    evaluation_lag: float,
+    polling_interval: float,
+    cooldown_period: float,
+    hpa_sync: float,
+    hpa_tolerance: float,
+    downscale_stabilization: float,
+    prometheus: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    format: str,
+    plot: str | None,
+) -> None:
+    """Replay a trace through ofobserve's policy, Knative's KPA, KEDA and the HPA.
+
+    TRACE is an OrcBench CSV, Azure Functions 2019 per-minute counts, or a per-request CSV
+    (timestamp,duration). Virtual time, deterministic for a seed (docs/simulate.md).
+    Every option can also be set as OFOBSERVE_SIMULATE_<OPTION> (OFOBSERVE_SIMULATE_SCALE).
+    """
+    if trace is not None and prometheus is not None:
+        raise click.UsageError("give either TRACE or --prometheus URL, not both")
+    if trace is None and prometheus is None:
+        raise click.UsageError(
+            "give a TRACE, or --prometheus URL with --function NAMESPACE/NAME, --start and --end"
+        )
+    if prometheus is not None and (function is None or start is None or end is None):
+        raise click.UsageError("--prometheus needs --function NAMESPACE/NAME, --start and --end")
+    with _full_install():
+        from ofobserve.simulate.model import Params, Pipeline
+        from ofobserve.simulate.report import build_report, render_json, render_table
+        from ofobserve.simulate.runner import resolved, run_policies
+    params = Params(
+        slo=slo,
+        container_concurrency=container_concurrency,
+        timeout=timeout,
+        cold_start=cold_start,
+        max_replicas=max_replicas,
+        initial_replicas=initial_replicas,
+        target_concurrency=target_concurrency,
+        target_utilization=target_utilization,
+        scale_down_delay=scale_down_delay,
+        kpa_scale_down_delay=kpa_scale_down_delay,
+        source=source,
+        keda_threshold=keda_threshold,
+        cpu_target=cpu_target / 100.0,
+        seed=seed,
+        pipeline=Pipeline(
+            scrape_interval=scrape_interval,
+            evaluation_lag=evaluation_lag,
+            polling_interval=polling_interval,
+            cooldown_period=cooldown_period,
+            hpa_sync=hpa_sync,
+            hpa_tolerance=hpa_tolerance,
+            downscale_stabilization=downscale_stabilization,
+        ),
+    )
+    with _errors():
+        if plot is not None:  # before the run: a bad --plot should not cost a simulation
+            _plot_directory(plot)
+        if trace is not None:
+            from ofobserve.simulate.traces import load_trace
+
+            traffic = load_trace(trace, function, service_time, scale, seed)
+        else:
+            from ofobserve.simulate.history import load_history
+
+            assert prometheus
+            assert function
+            assert start
+            assert end
+            traffic = load_history(prometheus, function, start, end, service_time, scale, seed)
+        params = resolved(params, traffic)
+        runs = run_policies(traffic, params, policies)
+        report = build_report(traffic, params, runs)
+        click.echo(render_json(report) if format == "json" else render_table(report), nl=False)
+        if plot is not None:
+            with _full_install():
+                from ofobserve.simulate.plot import write_plot
+            try:
+                write_plot(plot, traffic, params, runs)
+            except OSError as exc:
+                raise InvalidInput(
+                    [Problem(Location(f"--plot {plot}"), f"cannot write: {exc.strerror or exc}")]
+                ) from None
+            log.info("wrote %s", plot)
+
+
+def _plot_directory(plot: str) -> None:
+    """``--plot``'s directory exists and takes a new file (InvalidInput, exit 1, if not)."""
+    parent = os.path.dirname(os.path.abspath(plot))
+    problem = None
+    if not os.path.isdir(parent):
+        problem = f"no such directory {parent}"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        problem = f"cannot write in {parent}"
+    if problem is not None:
+        raise InvalidInput([Problem(Location(f"--plot {plot}"), problem)])
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "requests",
     ),
 }
+EXTRA_MODULES["simulate"] = ("click", "yaml", "numpy", "matplotlib", "prometheus_api_client")
 EXTRA_MODULES["controller"] = tuple(
     dict.fromkeys(EXTRA_MODULES["render"] + EXTRA_MODULES["scaler"])
 )
@@ -41,6 +42,7 @@ COMMAND_EXTRAS = {
     "test-rules": "render",
     "scaler": "scaler",
     "controller": "controller",
+    "simulate": "simulate",
 }
 CLI_MODULES = ("click", "yaml")
 #: The options the ``ofobserve`` group itself takes before a command.

@@ -122,7 +122,9 @@ def test_the_extras_modules_are_pyprojects_extras() -> None:
             checked.add(dist)
         assert checked == listed(extra), extra
     assert "ofobserve[all]" in extras["test"]
-    assert listed("all") == listed("render") | listed("scaler") | listed("otlp-http")
+    assert listed("all") == (
+        listed("render") | listed("scaler") | listed("otlp-http") | listed("simulate")
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +142,8 @@ def test_the_command_is_found_past_the_group_options(argv: list[str], command: s
 
 
 def test_a_full_install_misses_no_extra() -> None:
-    for argv in (["render"], ["validate"], ["test-rules"], ["scaler"], ["controller"], []):
+    commands = (["render"], ["validate"], ["test-rules"], ["scaler"], ["controller"], ["simulate"])
+    for argv in (*commands, []):
         assert missing_extra(argv) is None, argv
 
 

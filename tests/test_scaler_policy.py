@@ -98,11 +98,12 @@ def test_scale_up_rate_limits_relative_to_ready() -> None:
 def test_latency_over_objective_adds_replicas_with_hysteresis() -> None:
     config = replace(BASE, latency_objective=0.2, panic_threshold=1000)
     state = State.new(config)
-    slow = step(config, state, Sample(0.0, 10.0, 5.0, 0.4, 2))
+    # 8 in flight per replica of a target of 10: saturated (LATENCY_SATURATION 0.8).
+    slow = step(config, state, Sample(0.0, 16.0, 5.0, 0.4, 2))
     assert (slow.desired, slow.reason) == (4, "latency objective")  # ceil(2 * 0.4 / 0.2)
-    held = step(config, state, Sample(1.0, 10.0, 5.0, 0.18, 4))
+    held = step(config, state, Sample(1.0, 16.0, 5.0, 0.18, 4))
     assert held.desired == 4  # between 0.8 L and L: hold
-    released = step(config, state, Sample(2.0, 10.0, 5.0, 0.1, 4))
+    released = step(config, state, Sample(2.0, 16.0, 5.0, 0.1, 4))
     assert released.desired == 2  # under 0.8 L the term lets go; maxScaleDownRate halves 4
 
 
@@ -251,3 +252,92 @@ def test_every_decision_survives_the_hpa(
         assert decision.value >= decision.desired
         if config.max_replicas is not None:
             assert decision.value <= config.max_replicas
+
+
+# --- the latency guard: saturation and back-off ----------------------------------------------
+
+
+def test_a_cpu_bound_high_target_function_is_not_halved() -> None:
+    """Target 100, 30 in flight per replica (the handler is CPU-bound well under its
+    concurrency target), p95 3x the objective: the replicas are not saturated by
+    concurrency, so the latency term adds none, but it holds them: the concurrency term's
+    ceil(300 / 70) = 5 would halve a fleet that already misses its objective."""
+    config = ScalerConfig(
+        namespace="shop", function="fn", target_concurrency=100, latency_objective=0.5
+    )
+    decisions = run(config, [300.0] * 120, ready=10, latency=1.5, rate=100.0)
+    assert {d.desired for d in decisions} == {10}
+    assert decisions[-1].reason == "latency objective"
+
+
+def test_saturated_replicas_scale_on_latency_and_back_off_when_it_does_not_help() -> None:
+    config = replace(BASE, latency_objective=0.5, panic_threshold=1000)
+    state = State.new(config)
+    # 9 in flight per replica of a target of 10: saturated, p95 4x: a step to 2 x 10.
+    first = step(config, state, Sample(0.0, 90.0, 50.0, 2.0, 10))
+    assert (first.desired, first.reason) == (20, "latency objective")
+    starting = step(config, state, Sample(1.0, 90.0, 50.0, 2.0, 12))
+    assert starting.desired == 20  # the step's replicas are still starting: keep asking
+    landed = [step(config, state, Sample(float(t), 180.0, 50.0, 2.0, 20)) for t in range(2, 8)]
+    assert {d.desired for d in landed} == {20}  # a panic window for the quantile to move
+    # Still 2 s a panic window after the step landed: more replicas did not help.
+    futile = step(config, state, Sample(8.0, 180.0, 50.0, 2.0, 20))
+    assert futile.reason != "latency objective"
+    assert futile.desired == 16  # the concurrency term alone: ceil(mean 160 / 10)
+    again = step(config, state, Sample(9.0, 180.0, 50.0, 3.0, 18))
+    assert again.reason != "latency objective"  # it stays out ...
+    recovered = step(config, state, Sample(10.0, 180.0, 50.0, 0.3, 18))
+    assert recovered.reason != "latency objective"
+    back = step(config, state, Sample(11.0, 180.0, 50.0, 2.0, 18))
+    assert (back.desired, back.reason) == (36, "latency objective")  # ... until it recovered
+
+
+def test_a_step_that_lowers_the_latency_allows_the_next() -> None:
+    config = replace(BASE, latency_objective=0.5, panic_threshold=1000)
+    state = State.new(config)
+    assert step(config, state, Sample(0.0, 90.0, 50.0, 2.0, 10)).desired == 20
+    for t in range(1, 8):
+        step(config, state, Sample(float(t), 180.0, 50.0, 1.5, 20))
+    # Lower than the 2 s it stepped at, still over the objective and saturated: step on.
+    d = step(config, state, Sample(8.0, 180.0, 50.0, 1.0, 20))
+    assert (d.desired, d.reason) == (40, "latency objective")  # min(20 x 2, 2 x 20)
+
+
+idle_shares = st.lists(st.floats(min_value=0, max_value=0.79), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    configs,
+    idle_shares,
+    st.integers(min_value=1, max_value=40),
+    st.floats(min_value=0.31, max_value=30),
+)
+def test_idle_replicas_never_scale_up_on_latency(
+    config: ScalerConfig, shares: list[float], ready: int, latency: float
+) -> None:
+    """Per-replica concurrency under LATENCY_SATURATION x targetConcurrency, latency over
+    the objective: the answer is never above what the load alone asks for, or the ready
+    replicas (the term holds, it does not add)."""
+    config = replace(config, latency_objective=0.3)
+    series = [s * config.target_concurrency * ready for s in shares]
+    slow = run(config, series, ready=ready, latency=latency)
+    plain = run(config, series, ready=ready, latency=None)
+    for with_latency, without in zip(slow, plain, strict=True):
+        assert with_latency.desired <= max(without.desired, ready)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    configs,
+    st.floats(min_value=0.8, max_value=5),
+    st.integers(min_value=1, max_value=40),
+    st.floats(min_value=1.01, max_value=30),
+)
+def test_saturated_replicas_with_high_latency_scale_up(
+    config: ScalerConfig, share: float, ready: int, over: float
+) -> None:
+    config = replace(config, latency_objective=0.3, max_replicas=None)
+    load = share * config.target_concurrency * ready
+    decision = step(config, State.new(config), Sample(0.0, load, 1.0, 0.3 * over, ready))
+    assert decision.desired > ready

@@ -15,6 +15,23 @@ from ofobserve.scaler.config import ScalerConfig
 
 #: The latency term lets go once the quantile is back under this share of the objective.
 LATENCY_RELEASE = 0.8
+#: The latency term adds replicas only while the replicas are the bottleneck: the panic
+#: window's mean concurrency per ready replica at least this share of
+#: ``targetConcurrency`` (the per-replica limit the target stands for). The concurrency term
+#: sizes the fleet at ``targetUtilization`` (0.7) of it, so a fleet it sized is not counted
+#: as saturated; requests queueing at the replicas (a queue-proxy counts them) push it over.
+#: Below it, slowness is not queueing at the replicas (a slow downstream, a slow request
+#: type, a CPU-bound handler) and more replicas are not known to help.
+LATENCY_SATURATION = 0.8
+#: While the quantile misses the objective the term holds the ready replicas (no
+#: scale-down into a missed objective), but only while they carry at least this share of
+#: ``targetConcurrency x targetUtilization`` each: a fleet the term grew during a backlog,
+#: now nearly idle, is let go even if the quantile stays high (a service time whose own
+#: p95 is over the objective).
+LATENCY_HOLD = 0.25
+#: ... and at most this many times the ready replicas per decision: a latency quantile can
+#: jump tenfold on one cold start, the work to do does not.
+LATENCY_MAX_STEP = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,12 @@ class State:
     recommendations: deque[tuple[float, int]] = field(default_factory=deque)
     panic_until: float = -math.inf
     latency_engaged: bool = False
+    #: The latency term's last step up: (replicas asked, the quantile then, when they were
+    #: all ready or ``None`` before that).
+    latency_step: tuple[int, float, float | None] | None = None
+    #: A step up did not lower the quantile: the latency is not the replicas' to fix, and
+    #: the term stays out until the quantile is back under the release level.
+    latency_futile: bool = False
     last: Decision | None = None
 
     @classmethod
@@ -191,16 +214,51 @@ def _latency_term(config: ScalerConfig, state: State, sample: Sample, ready: int
 
     Little's law: at a fixed request rate, the concurrency a replica holds grows with the
     time each request takes, so with latency ``q`` over objective ``L`` the fleet holds
-    about ``q / L`` times too much work per replica: ``ceil(ready * q / L)``. Hysteresis:
-    once engaged, the term holds the current replicas until ``q`` falls under 0.8 L.
+    about ``q / L`` times too much work per replica: ``ceil(ready * q / L)``, at most
+    :data:`LATENCY_MAX_STEP` times the ready replicas. Guards:
+
+    - **saturation**: it adds replicas only while the replicas are the bottleneck
+      (:data:`LATENCY_SATURATION`); otherwise, while ``q > L``, it adds none and holds the
+      ready replicas (no scale-down into a missed objective) as long as they carry
+      :data:`LATENCY_HOLD` of their target;
+    - **back-off**: after a step up it waits until the replicas are ready and a panic
+      window has passed; if ``q`` is not lower than when it stepped, the step was futile
+      and the term lets go (adds nothing, holds nothing) until ``q`` is back under
+      ``0.8 L``;
+    - **hysteresis**: once engaged it holds the ready replicas (as above) until ``q``
+      falls under ``0.8 L``.
     """
     objective, q = config.latency_objective, sample.latency
     if objective is None or q is None or not math.isfinite(q) or sample.rate <= 0:
         return 0  # no traffic, no latency signal: the term neither adds nor releases
-    if q > objective:
-        state.latency_engaged = True
-        return math.ceil(ready * q / objective - 1e-9)
-    if state.latency_engaged and q > LATENCY_RELEASE * objective:
-        return ready
-    state.latency_engaged = False
-    return 0
+    now = sample.time
+    if q <= LATENCY_RELEASE * objective:
+        state.latency_engaged, state.latency_step, state.latency_futile = False, None, False
+        return 0
+    if state.latency_futile:
+        return 0
+    load = state.panic.average() / ready
+    hold = ready if load >= LATENCY_HOLD * config.per_replica - 1e-9 else 0
+    if q <= objective:
+        return hold if state.latency_engaged else 0
+    state.latency_engaged = True
+    if state.latency_step is not None:
+        wanted, before, landed = state.latency_step
+        if sample.ready < wanted and landed is None:
+            return wanted  # still starting: keep asking for them
+        if landed is None:
+            state.latency_step = (wanted, before, now)
+            return ready
+        if now - landed < config.panic_window:
+            return ready  # let the quantile see the new replicas
+        state.latency_step = None
+        if q >= before:  # it did not help: back off
+            state.latency_futile, state.latency_engaged = True, False
+            return 0
+    if load < LATENCY_SATURATION * config.target_concurrency:
+        return hold  # not saturated: more replicas are not known to help
+    step_cap = math.ceil(ready * LATENCY_MAX_STEP - 1e-9)
+    desired = min(math.ceil(ready * q / objective - 1e-9), step_cap)
+    if desired > ready:
+        state.latency_step = (desired, q, None)
+    return desired
