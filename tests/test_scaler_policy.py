@@ -271,19 +271,20 @@ def test_a_cpu_bound_high_target_function_is_not_halved() -> None:
 
 
 def test_saturated_replicas_scale_on_latency_and_back_off_when_it_does_not_help() -> None:
-    config = replace(BASE, latency_objective=0.5, panic_threshold=1000)
+    # A stable window of 6 s: the back-off waits that long for the quantile to move.
+    config = replace(BASE, latency_objective=0.5, panic_threshold=1000, stable_window=6.0)
     state = State.new(config)
-    # 9 in flight per replica of a target of 10: saturated, p95 4x: a step to 2 x 10.
-    first = step(config, state, Sample(0.0, 90.0, 50.0, 2.0, 10))
+    # 18 in flight per replica of a target of 10: saturated, p95 4x: a step to 2 x 10.
+    first = step(config, state, Sample(0.0, 180.0, 50.0, 2.0, 10))
     assert (first.desired, first.reason) == (20, "latency objective")
-    starting = step(config, state, Sample(1.0, 90.0, 50.0, 2.0, 12))
+    starting = step(config, state, Sample(1.0, 180.0, 50.0, 2.0, 12))
     assert starting.desired == 20  # the step's replicas are still starting: keep asking
     landed = [step(config, state, Sample(float(t), 180.0, 50.0, 2.0, 20)) for t in range(2, 8)]
-    assert {d.desired for d in landed} == {20}  # a panic window for the quantile to move
-    # Still 2 s a panic window after the step landed: more replicas did not help.
+    assert {d.desired for d in landed} == {20}  # a stable window for the quantile to move
+    # Still 2 s a stable window after the step landed, at the same load: it did not help.
     futile = step(config, state, Sample(8.0, 180.0, 50.0, 2.0, 20))
     assert futile.reason != "latency objective"
-    assert futile.desired == 16  # the concurrency term alone: ceil(mean 160 / 10)
+    assert futile.desired == 18  # the concurrency term alone: ceil(180 / 10)
     again = step(config, state, Sample(9.0, 180.0, 50.0, 3.0, 18))
     assert again.reason != "latency objective"  # it stays out ...
     recovered = step(config, state, Sample(10.0, 180.0, 50.0, 0.3, 18))
@@ -292,8 +293,29 @@ def test_saturated_replicas_scale_on_latency_and_back_off_when_it_does_not_help(
     assert (back.desired, back.reason) == (36, "latency objective")  # ... until it recovered
 
 
+def test_a_step_is_not_judged_futile_when_the_load_grew_meanwhile() -> None:
+    config = replace(BASE, latency_objective=0.5, panic_threshold=1000, stable_window=6.0)
+    state = State.new(config)
+    assert step(config, state, Sample(0.0, 180.0, 50.0, 2.0, 10)).desired == 20
+    for t in range(1, 8):  # the load doubles while the step lands: the quantile cannot fall
+        step(config, state, Sample(float(t), 360.0, 50.0, 2.5, 20))
+    d = step(config, state, Sample(8.0, 360.0, 50.0, 2.5, 20))
+    assert (d.desired, d.reason) == (40, "latency objective")
+
+
+def test_a_latency_step_stops_at_max_replicas_and_lets_go() -> None:
+    """A step is never asked above maxReplicas, so it lands, and a fleet whose load fell
+    away is let go even though the quantile stays high."""
+    config = replace(BASE, latency_objective=0.5, panic_threshold=1000, max_replicas=4)
+    state = State.new(config)
+    first = [step(config, state, Sample(float(t), 27.0, 50.0, 2.0, 3)) for t in range(3)]
+    assert {d.desired for d in first} == {4}
+    idle = [step(config, state, Sample(float(t), 0.2, 0.1, 2.0, 4)) for t in range(3, 400)]
+    assert idle[-1].desired < 4
+
+
 def test_a_step_that_lowers_the_latency_allows_the_next() -> None:
-    config = replace(BASE, latency_objective=0.5, panic_threshold=1000)
+    config = replace(BASE, latency_objective=0.5, panic_threshold=1000, stable_window=6.0)
     state = State.new(config)
     assert step(config, state, Sample(0.0, 90.0, 50.0, 2.0, 10)).desired == 20
     for t in range(1, 8):

@@ -95,9 +95,9 @@ class State:
     recommendations: deque[tuple[float, int]] = field(default_factory=deque)
     panic_until: float = -math.inf
     latency_engaged: bool = False
-    #: The latency term's last step up: (replicas asked, the quantile then, when they were
-    #: all ready or ``None`` before that).
-    latency_step: tuple[int, float, float | None] | None = None
+    #: The latency term's last step up: (replicas asked, the quantile and the panic
+    #: window's concurrency then, when it stepped, when they were all ready or ``None``).
+    latency_step: tuple[int, float, float, float, float | None] | None = None
     #: A step up did not lower the quantile: the latency is not the replicas' to fix, and
     #: the term stays out until the quantile is back under the release level.
     latency_futile: bool = False
@@ -221,10 +221,11 @@ def _latency_term(config: ScalerConfig, state: State, sample: Sample, ready: int
       (:data:`LATENCY_SATURATION`); otherwise, while ``q > L``, it adds none and holds the
       ready replicas (no scale-down into a missed objective) as long as they carry
       :data:`LATENCY_HOLD` of their target;
-    - **back-off**: after a step up it waits until the replicas are ready and a panic
-      window has passed; if ``q`` is not lower than when it stepped, the step was futile
-      and the term lets go (adds nothing, holds nothing) until ``q`` is back under
-      ``0.8 L``;
+    - **back-off**: after a step up it waits until the replicas are ready (or a stable
+      window has passed) and then a stable window more, long enough for a quantile over a
+      Prometheus rate window to show them; if ``q`` is not lower than when it stepped and
+      the load did not grow meanwhile, the step was futile and the term lets go (adds
+      nothing, holds nothing) until ``q`` is back under ``0.8 L``;
     - **hysteresis**: once engaged it holds the ready replicas (as above) until ``q``
       falls under ``0.8 L``.
     """
@@ -242,23 +243,26 @@ def _latency_term(config: ScalerConfig, state: State, sample: Sample, ready: int
     if q <= objective:
         return hold if state.latency_engaged else 0
     state.latency_engaged = True
+    settle = max(config.stable_window, config.panic_window)
     if state.latency_step is not None:
-        wanted, before, landed = state.latency_step
-        if sample.ready < wanted and landed is None:
-            return wanted  # still starting: keep asking for them
+        wanted, before, load_before, stepped, landed = state.latency_step
         if landed is None:
-            state.latency_step = (wanted, before, now)
+            if sample.ready < wanted and now - stepped < settle:
+                return wanted  # still starting: keep asking for them
+            state.latency_step = (wanted, before, load_before, stepped, now)
             return ready
-        if now - landed < config.panic_window:
+        if now - landed < settle:
             return ready  # let the quantile see the new replicas
         state.latency_step = None
-        if q >= before:  # it did not help: back off
-            state.latency_futile, state.latency_engaged = True, False
+        if q >= before and state.panic.average() <= load_before * 1.1:
+            state.latency_futile, state.latency_engaged = True, False  # it did not help
             return 0
-    if load < LATENCY_SATURATION * config.target_concurrency:
+    if load < LATENCY_SATURATION * config.target_concurrency - 1e-9:
         return hold  # not saturated: more replicas are not known to help
     step_cap = math.ceil(ready * LATENCY_MAX_STEP - 1e-9)
     desired = min(math.ceil(ready * q / objective - 1e-9), step_cap)
+    if config.max_replicas is not None:
+        desired = min(desired, config.max_replicas)
     if desired > ready:
-        state.latency_step = (desired, q, None)
+        state.latency_step = (desired, q, state.panic.average(), now, None)
     return desired
