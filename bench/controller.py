@@ -34,8 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ofobserve.controller.kube import Kube, load_api_client  # noqa: E402
 from ofobserve.controller.resources import MANAGED_KINDS, function_kind  # noqa: E402
+from ofobserve.kube.client import Kube, load_api_client  # noqa: E402
 from tests.support.controller import ControllerProcess, PrivateAPIServer  # noqa: E402
 from tests.test_controller import function_doc  # noqa: E402
 

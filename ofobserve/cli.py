@@ -626,6 +626,85 @@ def simulate(
             log.info("wrote %s", plot)
 
 
+@main.command(context_settings={"auto_envvar_prefix": "OFOBSERVE_DEMO"})
+@click.option("--scenario", type=click.Choice(["quick", "full"]), default="quick",
+              show_default=True, help="quick: about 3 minutes, the rules' windows and "
+              "KEDA's timings run 10x faster; full: about 23 minutes at real speed.")  # fmt: skip
+@click.option("--duration", type=click.FloatRange(min=60), help="Stretch or shrink the "
+              "scenario's phases to last this many seconds in all.")  # fmt: skip
+@click.option("--output", type=click.Path(file_okay=False), default="ofobserve-demo",
+              show_default=True, help="Where the summary, timeline, PNG, logs and the "
+              "servers' files go (an earlier demo's output is replaced).")  # fmt: skip
+@click.option("--keep-running", is_flag=True, help="After the scenario, keep Prometheus, "
+              "Alertmanager and the scaler up until Ctrl-C.")  # fmt: skip
+@click.option("--no-live", is_flag=True, help="No live view: a line every 10 s instead "
+              "(also when the output is not a terminal).")  # fmt: skip
+@click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090,
+              show_default=True)  # fmt: skip
+@click.option("--alertmanager-port", type=click.IntRange(1, 65535), default=9093,
+              show_default=True)  # fmt: skip
+@click.option("--scaler-port", type=click.IntRange(1, 65535), default=6000,
+              show_default=True, help="The scaler's gRPC port.")  # fmt: skip
+@click.option("--scaler-metrics-port", type=click.IntRange(1, 65535), default=9100,
+              show_default=True)  # fmt: skip
+@click.option("--prometheus-bin", help="The prometheus binary (default: on PATH).")
+@click.option(
+    "--alertmanager-bin", help="The Alertmanager binary (default: prometheus-alertmanager on PATH)."
+)
+def demo(
+    scenario: str,
+    duration: float | None,
+    output: str,
+    keep_running: bool,
+    no_live: bool,
+    prometheus_port: int,
+    alertmanager_port: int,
+    scaler_port: int,
+    scaler_metrics_port: int,
+    prometheus_bin: str | None,
+    alertmanager_bin: str | None,
+) -> None:
+    """Run the whole loop on this machine: load in, replicas 0 -> N -> 0, an alert fires
+    and resolves.
+
+    Starts, on 127.0.0.1, a real Prometheus with the rules `ofobserve render` writes for
+    the demo function, a real Alertmanager, `ofobserve scaler --source direct`, the demo
+    function's replicas (real processes, instrumented with ofobserve.instrument), and two
+    stand-ins: an event source with its broker (for Kafka and daprd) and a replica
+    controller (for KEDA and the HPA). Prints the summary and writes summary.json,
+    timeline.csv and demo.png to --output (docs/demo.md).
+    """
+    from pathlib import Path
+
+    # The demo forks replicas while its gRPC channel is open: gRPC's fork handlers are
+    # for children that use gRPC, which these do not (and they log a line per fork).
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    from ofobserve.demo.processes import DemoError
+    from ofobserve.demo.report import render_text
+    from ofobserve.demo.runner import Options, run_demo
+    from ofobserve.demo.scenario import SCENARIOS
+
+    chosen = SCENARIOS[scenario]
+    if duration is not None:
+        chosen = chosen.stretched(duration)
+    options = Options(
+        chosen, Path(output), keep_running=keep_running, live=not no_live,
+        prometheus_port=prometheus_port, alertmanager_port=alertmanager_port,
+        scaler_port=scaler_port, scaler_metrics_port=scaler_metrics_port,
+        prometheus=prometheus_bin, alertmanager=alertmanager_bin,
+    )  # fmt: skip
+    try:
+        summary, _ = run_demo(options)
+    except DemoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("everything the demo started is stopped", err=True)
+        sys.exit(1)
+    click.echo(render_text(summary))
+    log.info("wrote %s/summary.json, timeline.csv, demo.png", output)
+    if summary.interrupted:
+        sys.exit(130)
+
+
 def _plot_directory(plot: str) -> None:
     """``--plot``'s directory exists and takes a new file (InvalidInput, exit 1, if not)."""
     parent = os.path.dirname(os.path.abspath(plot))

@@ -62,11 +62,20 @@ NATIVE_METRICS_PORT: Final = 9464
 METRICS_PATH: Final = "/metrics"
 QUEUE_PROXY_CONTAINER: Final = "queue-proxy"
 QUEUE_PROXY_METRICS_PORT_NAME: Final = "http-usermetric"
+#: Its number: queue-proxy's request metrics, both name generations (knative/serving
+#: ``pkg/networking/constants.go`` ``UserQueueMetricsPort``; ``pkg/queue/sharedmain/otel.go``
+#: forces it for ``request-metrics-protocol: prometheus``). 9090 is the autoscaler's.
+QUEUE_PROXY_METRICS_PORT: Final = 9091
 DAPR_CONTAINER: Final = "daprd"
 DAPR_METRICS_PORT_NAME: Final = "dapr-metrics"
 #: The KEDA HTTP interceptor's Prometheus exporter (kedacore/http-add-on
 #: ``OTEL_PROM_EXPORTER_PORT`` default; the chart's ``interceptor.metrics.port``).
 KEDA_HTTP_INTERCEPTOR_METRICS_PORT: Final = 2223
+#: The interceptor's labels naming a request's route (from 0.14: kedacore/http-add-on
+#: ``interceptor/metrics/instruments.go`` ``AttrRouteName``, ``AttrRouteNamespace``): the
+#: HTTPScaledObject's name and namespace.
+KEDA_HTTP_ROUTE_NAME_LABEL: Final = "route_name"
+KEDA_HTTP_ROUTE_NAMESPACE_LABEL: Final = "route_namespace"
 
 # --- native profile metric names (DESIGN.md "Metric contract") -----------------------------------
 NATIVE_REQUESTS_TOTAL: Final = "function_requests_total"
@@ -309,7 +318,19 @@ SCALER_REGISTERED_FUNCTIONS: Final = "ofobserve_scaler_registered_functions"
 SCALER_FUNCTIONS_FORGOTTEN_TOTAL: Final = "ofobserve_scaler_functions_forgotten_total"
 #: Histogram: how late the serving event loop wakes from a timed sleep.
 SCALER_EVENT_LOOP_LAG_SECONDS: Final = "ofobserve_scaler_event_loop_lag_seconds"
+#: Seconds: the chart's default OfobserveScalerEventLoopLag threshold on that histogram's p99
+#: (``monitoring.prometheusRule.eventLoopLag``; a bucket bound, docs/decisions.md). The scaler
+#: dashboard draws it.
+SCALER_EVENT_LOOP_LAG_ALERT: Final = 0.1
 SCALER_GRPC_SERVICE: Final = "externalscaler.ExternalScaler"
+#: Counter: the direct source's pod watches started again, by ``resource`` and ``reason``
+#: (``expired``, ``gone``: relisted, ``error``), as the controller's
+#: :data:`CONTROLLER_WATCH_RESTARTS_TOTAL`.
+SCALER_WATCH_RESTARTS_TOTAL: Final = "ofobserve_scaler_watch_restarts_total"
+#: Gauge: 1 while every pod watch has listed and none has failed past its limit.
+SCALER_POD_WATCH_UP: Final = "ofobserve_scaler_pod_watch_up"
+#: Counter: rewrites of the ``--targets`` file refused (the last good table is kept).
+SCALER_TARGETS_FILE_ERRORS_TOTAL: Final = "ofobserve_scaler_targets_file_errors_total"
 
 # --- ofobserve controller (docs/controller.md) ---------------------------------------------------
 #: Labels on every object the controller applies for a function, beside ``managed-by`` and

@@ -31,6 +31,11 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     ),
 }
 EXTRA_MODULES["simulate"] = ("click", "yaml", "numpy", "matplotlib", "prometheus_api_client")
+EXTRA_MODULES["demo"] = tuple(
+    dict.fromkeys(
+        EXTRA_MODULES["render"] + EXTRA_MODULES["scaler"] + EXTRA_MODULES["simulate"] + ("rich",)
+    )
+)
 EXTRA_MODULES["controller"] = tuple(
     dict.fromkeys(EXTRA_MODULES["render"] + EXTRA_MODULES["scaler"])
 )
@@ -43,6 +48,7 @@ COMMAND_EXTRAS = {
     "scaler": "scaler",
     "controller": "controller",
     "simulate": "simulate",
+    "demo": "demo",
 }
 CLI_MODULES = ("click", "yaml")
 #: The options the ``ofobserve`` group itself takes before a command.

@@ -30,6 +30,7 @@ SESSION = (
     "kubectl get clustertriggerauthentication,clusterissuer",
     "kubectl get certificate -A",
     f"kubectl auth can-i list pods -n shop --as={ACCOUNT}",
+    f"kubectl auth can-i watch pods -n shop --as={ACCOUNT}",
     f"kubectl auth can-i get secrets -n shop --as={ACCOUNT}",
     "helm upgrade ofobserve deploy/helm/ofobserve -n ofobserve --set scaler.replicas=3 "
     "--reuse-values",

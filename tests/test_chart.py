@@ -17,7 +17,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ofobserve import conventions as c
 from ofobserve.loading import load_config
+from ofobserve.scaler.telemetry import LAG_BUCKETS
 from ofobserve.settings import Settings, fleet_settings
 from tests.conftest import run_cli
 from tests.support.chart import (
@@ -247,12 +249,16 @@ def _watched(value_set: str) -> list[str]:
     return list(yaml.safe_load(path.read_text()).get("watchNamespaces", [])) if path else []
 
 
+#: What the direct source sends: a list, then a watch, of the pods (docs/scaling.md).
+SCALER_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+
+
 def _roles(found: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
     return [o for o in found if o["kind"] in ("Role", "ClusterRole") and _component(o) == component]
 
 
 @pytest.mark.parametrize("value_set", SETS)
-def test_rbac_grants_the_scaler_exactly_listing_pods_and_never_a_wildcard(
+def test_rbac_grants_the_scaler_exactly_listing_and_watching_pods_and_never_a_wildcard(
     rendered: dict[tuple[str, str], list[dict[str, Any]]], value_set: str
 ) -> None:
     found = rendered[(value_set, GOLDEN_KUBE_VERSION)]
@@ -273,7 +279,7 @@ def test_rbac_grants_the_scaler_exactly_listing_pods_and_never_a_wildcard(
     else:
         assert [r["kind"] for r in roles] == ["ClusterRole"]
     for role in roles:
-        assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+        assert role["rules"] == SCALER_RULES
         text = json.dumps(role["rules"])
         assert "*" not in text
 
@@ -594,8 +600,24 @@ def test_the_scalers_own_alerts_pass_promtool(
         "OfobserveScalerSourceStale",
         "OfobserveScalerSourceErrors",
         "OfobserveScalerRPCErrors",
+        "OfobserveScalerEventLoopLag",
     }
-    _promtool_check_and_test(promtool, tmp_path, rule, _alert_tests())
+    tests = _alert_tests()
+    # every alert is checked firing, and silent at some other time
+    checked = [(e["alertname"], bool(e["exp_alerts"])) for g in tests["tests"]
+               for e in g["alert_rule_test"]]  # fmt: skip
+    assert {(name, fires) for name in _alert_names(rule) for fires in (True, False)} == set(checked)
+    _promtool_check_and_test(promtool, tmp_path, rule, tests)
+
+
+def test_the_event_loop_lag_threshold_is_a_bucket_bound_and_the_dashboards_line() -> None:
+    """The default OfobserveScalerEventLoopLag threshold is a bound of the histogram's
+    buckets (so p99 above it means more than 1 % of the probes were later than it), and
+    the line the scaler dashboard draws."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    threshold = values["monitoring"]["prometheusRule"]["eventLoopLag"]
+    assert threshold == c.SCALER_EVENT_LOOP_LAG_ALERT
+    assert threshold in LAG_BUCKETS
 
 
 def test_the_controllers_alerts_pass_promtool(
@@ -667,9 +689,16 @@ def _fires(at: str, alert: str, **labels: str) -> dict[str, Any]:
     return {"eval_time": at, "alertname": alert, "exp_alerts": expected}
 
 
+def _lag(instance: str, per_minute: dict[str, str]) -> list[dict[str, str]]:
+    """Event-loop lag histogram buckets of one scaler pod: ``le`` -> promtool values."""
+    name = "ofobserve_scaler_event_loop_lag_seconds_bucket"
+    return [_series(name, values, instance=instance, le=le) for le, values in per_minute.items()]
+
+
 def _alert_tests() -> dict[str, Any]:
     """promtool unit tests: each alert fires on the series that mean trouble, and not before."""
     handled = "grpc_server_handled_total"
+    errors = "ofobserve_scaler_source_errors_total"
     return {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
@@ -684,14 +713,20 @@ def _alert_tests() -> dict[str, Any]:
                     _series(handled, "0+60x20", grpc_method="GetMetrics", grpc_code="OK"),
                     _series(handled, "0x3 0+30x16", grpc_method="GetMetrics",
                             grpc_code="UNAVAILABLE"),
+                    _series(errors, "0x4 2+2x10", namespace="shop", function="fn",
+                            source="direct", reason="timeout"),
                 ],
                 "alert_rule_test": [
                     _fires("3m", "OfobserveScalerReplicaDown"),
                     _fires("12m", "OfobserveScalerReplicaDown", severity="warning",
                            job="ofobserve-scaler", instance="a"),
                     _fires("12m", "OfobserveScalerDown"),
+                    _fires("3m", "OfobserveScalerSourceStale"),
                     _fires("12m", "OfobserveScalerSourceStale", severity="warning",
                            namespace="shop", function="fn"),
+                    _fires("4m", "OfobserveScalerSourceErrors"),
+                    _fires("12m", "OfobserveScalerSourceErrors", severity="warning",
+                           source="direct", reason="timeout"),
                     _fires("2m", "OfobserveScalerRPCErrors"),
                     _fires("14m", "OfobserveScalerRPCErrors", severity="warning",
                            grpc_method="GetMetrics"),
@@ -703,6 +738,28 @@ def _alert_tests() -> dict[str, Any]:
                 "alert_rule_test": [
                     _fires("4m", "OfobserveScalerDown"),
                     _fires("6m", "OfobserveScalerDown", severity="critical"),
+                ],
+            },
+            {
+                # ten probes a minute, one of them later than 0.1 s (10 %, p99 0.235 s):
+                # pending from 1m (the first rate), firing after eventLoopLagFor (10m);
+                # "near" has 0.5 % late (p99 below 0.1 s), "fast" none, and "spike" is
+                # slow for 4 minutes only (p99 above 0.1 s for about 6 of them)
+                "interval": "1m",
+                "input_series": [
+                    *_lag("slow", {"0.05": "0+9x30", "0.1": "0+9x30", "0.25": "0+10x30",
+                                   "+Inf": "0+10x30"}),
+                    *_lag("near", {"0.05": "0+199x30", "0.1": "0+199x30", "0.25": "0+200x30",
+                                   "+Inf": "0+200x30"}),
+                    *_lag("fast", {"0.001": "0+600x30", "0.1": "0+600x30", "+Inf": "0+600x30"}),
+                    *_lag("spike", {"0.1": "0+9x4 236+200x25", "+Inf": "0+10x4 240+200x25"}),
+                ],
+                "alert_rule_test": [
+                    _fires("10m", "OfobserveScalerEventLoopLag"),
+                    _fires("11m", "OfobserveScalerEventLoopLag", severity="warning",
+                           instance="slow"),
+                    _fires("25m", "OfobserveScalerEventLoopLag", severity="warning",
+                           instance="slow"),
                 ],
             },
         ],
@@ -792,8 +849,10 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
             assert stored["apiVersion"] == "policy/v1beta1"
         assert dropped_fields(obj, stored) == [], _name(obj)
     assert _can(cluster, "list", "pods", "shop")
+    assert _can(cluster, "watch", "pods", "shop")
+    assert not _can(cluster, "get", "pods", "shop")
     assert not _can(cluster, "get", "secrets", "shop")
-    assert not _can(cluster, "watch", "pods", "shop")
+    assert not _can(cluster, "list", "endpointslices.discovery.k8s.io", "shop")
     controller = "ofobserve-controller"
     assert _can(cluster, "patch", "functions.core.openfunction.io", "shop", controller)
     assert _can(cluster, "create", "prometheusrules.monitoring.coreos.com", "shop", controller)
@@ -828,7 +887,9 @@ def test_install_upgrade_and_uninstall_on_the_real_api_server(
     assert not _can(cluster, "list", "functions.core.openfunction.io", "keda",
                     "ofobserve-controller")  # fmt: skip
     assert _can(cluster, "list", "pods", "shop")
+    assert _can(cluster, "watch", "pods", "shop")
     assert not _can(cluster, "list", "pods", "keda")
+    assert not _can(cluster, "watch", "pods", "keda")
     for obj in watched:
         stored = _stored(cluster, obj)
         assert stored is not None, _name(obj)

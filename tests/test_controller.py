@@ -35,12 +35,12 @@ from ofobserve.controller.desired import (
     scaling_is_applied,
     subject_for,
 )
-from ofobserve.controller.kube import Kube, load_api_client
 from ofobserve.controller.leases import Observer, released, taken
 from ofobserve.controller.resources import MANAGED_KINDS, ObjectKey, function_kind, key_of
 from ofobserve.controller.settings_source import SettingsSource, parse_settings_text
 from ofobserve.controller.workqueue import WorkQueue
 from ofobserve.errors import InvalidInput
+from ofobserve.kube.client import Kube, load_api_client
 from ofobserve.settings import Config
 from tests.conftest import run_cli
 from tests.support.controller import (

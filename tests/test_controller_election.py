@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from ofobserve.controller.election import LeaderElector
-from ofobserve.controller.kube import Kube, load_api_client
 from ofobserve.controller.leases import micro_time, released, taken
 from ofobserve.controller.resources import LEASES
+from ofobserve.kube.client import Kube, load_api_client
 from tests.support.controller import ControllerProcess, eventually
 from tests.support.kube import KubeAPI
 from tests.support.stall_proxy import StallProxy

@@ -1,4 +1,4 @@
-"""The direct source: what it reads of each profile (native pods, daprd), reads that fail
+"""The direct source: what it reads of the native and dapr profiles, reads that fail
 in full or in part, the ``--targets`` file, and pod discovery against a real API server.
 
 Pods are real processes (tests.support.native_exporter, tests.support.dapr_exporter); in
@@ -23,10 +23,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from ofobserve import conventions as c
+from ofobserve.kube.client import Kube
 from ofobserve.scaler.config import ScalerConfig
+from ofobserve.scaler.discovery import WatchDiscovery
 from ofobserve.scaler.proto import externalscaler_pb2 as pb
 from ofobserve.scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from ofobserve.scaler.sources import DirectSource, KubernetesDiscovery, StaticDiscovery, Targets
+from ofobserve.scaler.sources import DirectSource, StaticDiscovery, Targets
 from tests.conftest import run_cli
 from tests.support.exporters import ExporterProcesses
 from tests.support.kube import KubeAPI
@@ -77,12 +79,14 @@ def _errors(scaler: Running, labels: dict[str, str], reason: str) -> float:
 # --- what is read --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", ["knative", "keda-http"])
 def test_a_profile_the_direct_source_cannot_read_is_unavailable(
-    processes: ExporterProcesses, profile: str
+    processes: ExporterProcesses,
 ) -> None:
-    """Not a made-up 0 (what 'no traffic' would give): UNAVAILABLE, saying what to do."""
+    """``keda-http`` without ``route`` (the interceptor's series name only the route): not
+    a made-up 0 (what 'no traffic' would give) but UNAVAILABLE, saying what to do. The
+    knative and keda-http reads themselves: tests/test_scaler_direct_profiles.py."""
     discovery = StaticDiscovery({"shop/fn": [_native(processes)]})
+    profile = "keda-http"
     with running_scaler(DirectSource(discovery), interval=0.1) as scaler:
         stub = scaler.stub()
         assert stub.GetMetricSpec(ref(profile=profile)).metricSpecs[0].targetSize == 1
@@ -94,8 +98,10 @@ def test_a_profile_the_direct_source_cannot_read_is_unavailable(
                 call()
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             assert caught.value.details() == (
-                f"no data for shop/fn: the direct source cannot read the {profile} profile; "
-                "run the scaler with --source prometheus"
+                "no data for shop/fn: the direct source reads keda-http from the shared "
+                "interceptor, whose series name the route only: set scalerMetadata.route to "
+                "the function's HTTPScaledObject name, or run the scaler with --source "
+                "prometheus"
             )
         eventually(lambda: _errors(scaler, FN, "profile") > 0)
         assert scaler.sample("ofobserve_scaler_desired_replicas", FN) is None
@@ -279,6 +285,14 @@ class Pods:
     def __init__(self, api: KubeAPI, core: Any, namespace: str) -> None:
         self.api, self.core, self.namespace = api, core, namespace
         self.count = 0
+        self.watches: list[WatchDiscovery] = []
+
+    def discovery(self, **ports: int) -> WatchDiscovery:
+        """Pod discovery by one watch of this namespace, listed once (closed at the end)."""
+        found = WatchDiscovery(Kube(self.core.api_client), [self.namespace], **ports).start()
+        self.watches.append(found)
+        assert found.wait_synced(10)
+        return found
 
     def add(self, function: str, ip: str, *, proxy: bool = False, ready: bool = True) -> None:
         self.count += 1
@@ -305,7 +319,7 @@ class Pods:
 
 
 @pytest.fixture
-def pods(kube_apiserver: KubeAPI) -> Pods:
+def pods(kube_apiserver: KubeAPI) -> Iterator[Pods]:
     import kubernetes
 
     # The kubeconfig skips TLS verification (urllib3 warns); trust the API server's own
@@ -317,7 +331,12 @@ def pods(kube_apiserver: KubeAPI) -> Pods:
     configuration.verify_ssl = True
     configuration.ssl_ca_cert = str(kube_apiserver.kubeconfig.parent / "certs" / "apiserver.crt")
     core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
-    return Pods(kube_apiserver, core, kube_apiserver.fresh_namespace("scaler"))
+    made = Pods(kube_apiserver, core, kube_apiserver.fresh_namespace("scaler"))
+    try:
+        yield made
+    finally:
+        for discovery in made.watches:
+            discovery.close()
 
 
 def test_native_discovery_leaves_the_dapr_proxy_out(
@@ -329,7 +348,7 @@ def test_native_discovery_leaves_the_dapr_proxy_out(
         pods.add("fn", ip)
     pods.add("fn", "127.0.0.13", ready=False)
     pods.add("fn", "127.0.0.14", proxy=True)  # serves nothing on the native port
-    discovery = KubernetesDiscovery(pods.core, port=port, refresh=0)
+    discovery = pods.discovery(port=port)
     config = ScalerConfig(pods.namespace, "fn")
     assert discovery.targets(config) == Targets((f"127.0.0.11:{port}", f"127.0.0.12:{port}"), 2)
     labels = {"namespace": pods.namespace, "function": "fn"}
@@ -349,7 +368,7 @@ def test_dapr_discovery_reads_the_proxy_and_counts_the_function_pods(
     pods.add("orders", "127.0.0.21", proxy=True)
     for ip in ("127.0.0.22", "127.0.0.23", "127.0.0.24"):
         pods.add("orders", ip)  # proxy mode: no daprd in the function pods
-    discovery = KubernetesDiscovery(pods.core, dapr_port=port, refresh=0)
+    discovery = pods.discovery(dapr_port=port)
     config = ScalerConfig(pods.namespace, "orders", profile="dapr")
     assert discovery.targets(config) == Targets((f"127.0.0.21:{port}",), 3)
     labels = {"namespace": pods.namespace, "function": "orders"}
@@ -368,7 +387,7 @@ def test_dapr_discovery_in_sidecar_mode_reads_every_function_pod(
     for ip in ("127.0.0.31", "127.0.0.32"):  # each pod: 1 in flight
         _daprd(processes, app, host=ip, port=port)
         pods.add("events", ip)
-    discovery = KubernetesDiscovery(pods.core, dapr_port=port, refresh=0)
+    discovery = pods.discovery(dapr_port=port)
     config = ScalerConfig(pods.namespace, "events", profile="dapr")
     assert discovery.targets(config) == Targets((f"127.0.0.31:{port}", f"127.0.0.32:{port}"), 2)
     labels = {"namespace": pods.namespace, "function": "events"}
@@ -385,7 +404,7 @@ def test_a_dapr_proxy_that_is_not_ready_fails_the_read(pods: Pods) -> None:
     """Proxy mode with no ready proxy: not 'no traffic' (there are function pods)."""
     pods.add("orders", "127.0.0.41", proxy=True, ready=False)
     pods.add("orders", "127.0.0.42")
-    discovery = KubernetesDiscovery(pods.core, refresh=0)
+    discovery = pods.discovery()
     with running_scaler(DirectSource(discovery), interval=0.1) as scaler:
         with pytest.raises(grpc.RpcError) as caught:
             _value(scaler, "orders", pods.namespace, profile="dapr")
@@ -394,17 +413,3 @@ def test_a_dapr_proxy_that_is_not_ready_fails_the_read(pods: Pods) -> None:
             f"no data yet for {pods.namespace}/orders: DiscoveryError: none of its 1 "
             "dapr-proxy pod(s) is ready"
         )
-
-
-def test_forgetting_a_function_drops_its_cached_pod_lists(pods: Pods) -> None:
-    """Pod lists are kept ``refresh`` seconds; a function the engine forgot has its lists
-    dropped (bounded memory), so asked again it lists its pods anew at once."""
-    pods.add("cached", "127.0.0.51")
-    discovery = KubernetesDiscovery(pods.core, port=9464, refresh=3600)
-    source = DirectSource(discovery)
-    config = ScalerConfig(pods.namespace, "cached")
-    assert discovery.targets(config) == Targets(("127.0.0.51:9464",), 1)
-    pods.add("cached", "127.0.0.52")
-    assert discovery.targets(config) == Targets(("127.0.0.51:9464",), 1)  # the kept list
-    source.forget([config.key])
-    assert discovery.targets(config) == Targets(("127.0.0.51:9464", "127.0.0.52:9464"), 2)

@@ -258,8 +258,6 @@ def _serve(o: dict[str, Any], config_map: tuple[str, str] | None, host: str, por
     from prometheus_client import CollectorRegistry
 
     from ofobserve.controller.election import LeaderElector
-    from ofobserve.controller.informer import Informer
-    from ofobserve.controller.kube import APIError, Kube, load_api_client
     from ofobserve.controller.metrics import ControllerMetrics
     from ofobserve.controller.ops import OpsServer
     from ofobserve.controller.reconciler import Options, Reconciler
@@ -267,6 +265,8 @@ def _serve(o: dict[str, Any], config_map: tuple[str, str] | None, host: str, por
     from ofobserve.controller.settings_source import SettingsSource
     from ofobserve.controller.workqueue import WorkQueue
     from ofobserve.errors import ClusterUnavailable, InvalidInput
+    from ofobserve.kube.client import APIError, Kube, load_api_client
+    from ofobserve.kube.informer import Informer
     from ofobserve.loading import load_config
     from ofobserve.settings import Config
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ofobserve.controller.kube import APIError, Kube
 from ofobserve.controller.leases import Observer, released, taken
 from ofobserve.controller.resources import LEASES
+from ofobserve.kube.client import APIError, Kube
 
 log = logging.getLogger("ofobserve.controller")
 

@@ -41,8 +41,6 @@ from ofobserve.controller.desired import (
     subject_for,
     with_label,
 )
-from ofobserve.controller.informer import Informer
-from ofobserve.controller.kube import APIError, Kube
 from ofobserve.controller.metrics import ControllerMetrics
 from ofobserve.controller.resources import (
     DASHBOARD_KINDS,
@@ -55,6 +53,8 @@ from ofobserve.controller.resources import (
 )
 from ofobserve.controller.workqueue import WorkQueue
 from ofobserve.errors import InvalidInput
+from ofobserve.kube.client import APIError, Kube
+from ofobserve.kube.informer import Informer
 from ofobserve.settings import Config
 from ofobserve.subject import Subject
 

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
-from ofobserve.cluster import kubernetes_client
 from ofobserve.errors import ClusterUnavailable
 from ofobserve.scaler.config import duration_seconds
 from ofobserve.tracing import JSONLogFormatter
 
 if TYPE_CHECKING:
-    from ofobserve.scaler.sources import Discovery
+    from ofobserve.scaler.discovery import Discovery
+    from ofobserve.scaler.telemetry import ScalerMetrics
 
 log = logging.getLogger("ofobserve.scaler")
 
@@ -131,22 +130,34 @@ def _headers(given: tuple[tuple[str, str | Path], ...]) -> dict[str, str]:
     return headers
 
 
-def _discovery(targets: str | None) -> Discovery:
-    from ofobserve.scaler.sources import KubernetesDiscovery, StaticDiscovery
+def _discovery(
+    targets: str | None, namespaces: tuple[str, ...], refresh: float, metrics: ScalerMetrics
+) -> Discovery:
+    """The ``--targets`` file (read again when it changes), else one watch of the function
+    pods per ``--watch-namespace`` (or of all namespaces), started here."""
+    from ofobserve.kube.client import Kube, load_api_client
+    from ofobserve.scaler.discovery import StaticDiscovery, TargetsFileError, WatchDiscovery
 
     if targets is not None:
         try:
-            table = yaml.safe_load(Path(targets).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise click.ClickException(f"cannot read targets file {targets}: {exc}") from None
-        try:
-            return StaticDiscovery(table)
-        except ValueError as exc:
-            raise click.ClickException(f"{targets}: {exc}") from None
+            return StaticDiscovery.from_file(
+                Path(targets),
+                check_every=refresh,
+                on_error=lambda reason: metrics.targets_file_errors.inc(),
+            )
+        except TargetsFileError as exc:
+            raise click.ClickException(str(exc)) from None
     try:
-        return KubernetesDiscovery(kubernetes_client().CoreV1Api())
+        api_client = load_api_client(None, hint="set KUBECONFIG or run inside a cluster")
     except ClusterUnavailable as exc:
         raise click.UsageError(f"{exc} (or give --targets)") from None
+    discovery = WatchDiscovery(
+        Kube(api_client),
+        namespaces,
+        on_restart=lambda resource, reason: metrics.watch_restarts.labels(resource, reason).inc(),
+    )
+    metrics.track_pod_watch(discovery.healthy)
+    return discovery.start()
 
 
 @click.command()
@@ -372,7 +383,9 @@ def scaler(**options: Any) -> None:  # fmt: skip
             on_query=metrics.queries.inc,
         )
     else:
-        source = DirectSource(_discovery(o["targets"]))
+        source = DirectSource(
+            _discovery(o["targets"], o["watch_namespaces"], o["refresh_interval"], metrics)
+        )
     host, port = _host_port(o["metrics_listen"], "--metrics-listen")
     try:
         start_http_server(port, addr=host, registry=registry)

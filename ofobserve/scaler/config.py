@@ -61,6 +61,9 @@ class ScalerConfig:
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
     hpa_tolerance: float = c.HPA_DEFAULT_TOLERANCE
+    #: ``keda-http`` with the direct source: the HTTPScaledObject's name, which the
+    #: interceptor writes as ``route_name`` (``None``: not given).
+    route: str | None = None
 
     @property
     def key(self) -> FunctionKey:
@@ -150,6 +153,7 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "maxScaleUpRate": ("max_scale_up_rate", lambda k, v: _number(k, v, 1)),
     "maxScaleDownRate": ("max_scale_down_rate", lambda k, v: _number(k, v, 1)),
     "hpaTolerance": ("hpa_tolerance", lambda k, v: _number(k, v, 0, 1, low_open=False)),
+    "route": ("route", lambda k, v: _name(k, v, NAME, "object name")),
 }
 KNOWN_KEYS = ("function", "namespace", *PARSERS)
 

@@ -27,6 +27,10 @@ from urllib3.util.retry import Retry
 from ofobserve import conventions as c
 from ofobserve import profiles
 from ofobserve.scaler.config import FunctionKey, ScalerConfig
+from ofobserve.scaler.discovery import Discovery, Targets
+from ofobserve.scaler.discovery import DiscoveryError as DiscoveryError  # re-exported
+from ofobserve.scaler.discovery import StaticDiscovery as StaticDiscovery  # re-exported
+from ofobserve.scaler.discovery import parse_targets as parse_targets  # re-exported
 
 
 @dataclass(frozen=True)
@@ -308,195 +312,139 @@ def _signals(values: Mapping[str, float]) -> Signals:
 
 # --- direct scrape -------------------------------------------------------------------------------
 
-#: The profiles the direct source reads: the native metrics server, and daprd.
-DIRECT_PROFILES = (c.PROFILE_NATIVE, c.PROFILE_DAPR)
+#: The profiles the direct source reads: the native metrics server, queue-proxy, the KEDA
+#: HTTP interceptor and daprd (docs/scaling.md, "Sources").
+DIRECT_PROFILES = (c.PROFILE_NATIVE, c.PROFILE_KNATIVE, c.PROFILE_KEDA_HTTP, c.PROFILE_DAPR)
+#: The profiles pod discovery finds the right endpoints for; for the others it would give
+#: the function's pods on the native port, where no queue-proxy or interceptor answers
+#: (or, worse, a native metrics server whose series would read as no traffic). Only a
+#: ``--targets`` table (:class:`StaticDiscovery`) says where those are, until discovery
+#: looks for queue-proxy's port and the interceptor pods (docs/scaling.md, "Sources").
+POD_DISCOVERY_PROFILES = (c.PROFILE_NATIVE, c.PROFILE_DAPR)
 #: Pause between two scrapes of targets seen for the first time, for profiles whose
 #: concurrency is a rate (Dapr): the first read of a function then has a value at once.
 WARMUP_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
-class Targets:
-    """Where one function's metrics are: the ``host:port`` endpoints serving ``/metrics``
-    (its pods for the native profile, daprd for ``dapr``), and its ready replicas (``None``:
-    unknown; the native profile then counts the pods that answer)."""
-
-    endpoints: tuple[str, ...] = ()
-    ready: int | None = None
-
-
-class DiscoveryError(RuntimeError):
-    """One function's targets cannot be told; the message says why."""
-
-
-class Discovery(Protocol):
-    """Where a function's metrics are, for its profile. An exception fails that function's
-    read only."""
-
-    def targets(self, config: ScalerConfig) -> Targets: ...
-
-    def forget(self, keys: Sequence[FunctionKey]) -> None:
-        """Drop what is cached for ``keys``: the engine forgot them."""
-
-
-TARGETS_SHAPE = (
-    "expected a mapping of '<namespace>/<function>' to lists of host:port, or to "
-    "{metrics: [host:port, ...], ready: N}"
-)
-
-
-def parse_targets(table: object) -> dict[str, Targets]:
-    """A ``--targets`` file's content; ``ValueError`` naming the first bad key.
-
-    A list is where the function's metrics are (its pods, or daprd), with the ready
-    replicas unknown; a mapping gives them: ``metrics`` (required) and ``ready``.
-    """
-    if not isinstance(table, Mapping):
-        raise ValueError(TARGETS_SHAPE)
-    found: dict[str, Targets] = {}
-    for key, value in table.items():
-        namespace, _, name = str(key).partition("/")
-        if not namespace or not name or "/" in name:
-            raise ValueError(f"{key!r}: expected '<namespace>/<function>'")
-        if isinstance(value, Mapping):
-            unknown = sorted(set(map(str, value)) - {"metrics", "ready"})
-            if unknown:
-                raise ValueError(f"{key}: unknown key {unknown[0]!r}; expected 'metrics', 'ready'")
-            metrics, ready = value.get("metrics"), value.get("ready")
-            if not isinstance(metrics, list) or not _addresses(metrics):
-                raise ValueError(f"{key}.metrics: expected a list of host:port (got {metrics!r})")
-            if ready is not None and (
-                not isinstance(ready, int) or isinstance(ready, bool) or ready < 0
-            ):
-                raise ValueError(f"{key}.ready: must be a whole number >= 0 (got {ready!r})")
-            found[key] = Targets(tuple(metrics), ready)
-        elif _addresses(value):
-            found[key] = Targets(tuple(value))
-        else:
-            raise ValueError(f"{key}: {TARGETS_SHAPE} (got {value!r})")
-    return found
-
-
-def _addresses(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(t, str) for t in value)
-
-
-class StaticDiscovery:
-    """Targets from a ``--targets`` file (:func:`parse_targets`); a function it does not
-    name has none (no pods: no traffic)."""
-
-    def __init__(self, table: object) -> None:
-        self.table = parse_targets(table)
-
-    def targets(self, config: ScalerConfig) -> Targets:
-        return self.table.get(f"{config.namespace}/{config.function}", Targets())
-
-    def forget(self, keys: Sequence[FunctionKey]) -> None:
-        """The table is the file's: nothing to drop."""
-
-
-@dataclass
-class KubernetesDiscovery:
-    """Pods labelled ``ofobserve.io/function=<name>`` through the Kubernetes API, each list
-    kept ``refresh`` seconds.
-
-    The dapr-proxy pods carry that label too (OpenFunction copies ``spec.serving.labels``
-    onto them) and are told apart by ``openfunction.io/proxy``: the function's own pods are
-    ``ofobserve.io/function=<name>,!openfunction.io/proxy``, and they alone are its ready
-    replicas. The native profile reads those pods; ``dapr`` reads daprd on the proxy pods
-    (OpenFunction's default mode) or, without any (sidecar mode), on the function's pods.
-    """
-
-    core: Any  # kubernetes.client.CoreV1Api
-    port: int = c.NATIVE_METRICS_PORT
-    dapr_port: int = c.DAPR_METRICS_PORT
-    refresh: float = 10.0
-    _cache: dict[tuple[str, str], tuple[float, list[tuple[str, bool]]]] = field(
-        default_factory=dict
-    )
-
-    def targets(self, config: ScalerConfig) -> Targets:
-        namespace, name = config.key
-        selector = f"{c.FUNCTION_POD_LABEL}={name}"
-        own = [ip for ip, ready in self._pods(namespace, f"{selector},!{PROXY}") if ready]
-        if config.profile != c.PROFILE_DAPR:
-            return Targets(tuple(f"{ip}:{self.port}" for ip in own), len(own))
-        proxies = self._pods(namespace, f"{selector},{PROXY}")
-        if not proxies:  # sidecar mode: daprd runs in every function pod
-            return Targets(tuple(f"{ip}:{self.dapr_port}" for ip in own), len(own))
-        daprd = [ip for ip, ready in proxies if ready]
-        if not daprd:
-            raise DiscoveryError(f"none of its {len(proxies)} dapr-proxy pod(s) is ready")
-        return Targets(tuple(f"{ip}:{self.dapr_port}" for ip in daprd), len(own))
-
-    def forget(self, keys: Sequence[FunctionKey]) -> None:
-        """Drop the cached pod lists of ``keys`` (both selectors of each)."""
-        for namespace, name in keys:
-            selector = f"{c.FUNCTION_POD_LABEL}={name}"
-            self._cache.pop((namespace, f"{selector},!{PROXY}"), None)
-            self._cache.pop((namespace, f"{selector},{PROXY}"), None)
-
-    def _pods(self, namespace: str, selector: str) -> list[tuple[str, bool]]:
-        """``(pod IP, ready)`` of every pod the selector matches."""
-        cached = self._cache.get((namespace, selector))
-        if cached and time.monotonic() - cached[0] < self.refresh:
-            return cached[1]
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
-        found = [
-            (
-                pod.status.pod_ip or "",
-                bool(pod.status.pod_ip)
-                and any(
-                    cond.type == "Ready" and cond.status == "True"
-                    for cond in (pod.status.conditions or [])
-                ),
-            )
-            for pod in pods
-        ]
-        self._cache[(namespace, selector)] = (time.monotonic(), found)
-        return found
-
-
-PROXY = c.OPENFUNCTION_PROXY_LABEL
-
-
-@dataclass(frozen=True)
 class _Counters:
-    """What one scrape of one endpoint says about one function: the in-flight gauge, and
-    cumulative requests, time spent in them (s) and duration buckets (``le`` in s)."""
+    """What one scrape of one endpoint says about one function: the concurrency gauge
+    (``gauge``: whether the endpoint serves it at all), and cumulative requests, time spent
+    in them (s) and duration buckets (``le`` in s)."""
 
     time: float
     in_flight: float
     requests: float
     seconds: float
     buckets: dict[float, float]
+    gauge: bool = False
 
 
-def _parse(body: str, prof: profiles.Profile, app_id: str | None, at: float) -> _Counters:
-    """Sum the profile's series in one ``/metrics`` body (only ``app_id``'s, for Dapr).
+class MetricsError(ValueError):
+    """An endpoint answered, but not with metrics the function's profile can read."""
+
+
+#: Why an interceptor series without ``route_name`` cannot be read.
+KEDA_HTTP_BEFORE_0_14 = (
+    " (KEDA HTTP add-on before 0.14 labels its series by host, with no duration histogram;"
+    " the direct source reads 0.14 or later)"
+)
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How one function's ``/metrics`` bodies are read: its profile; the label values its
+    series carry on an endpoint other functions share (daprd's ``app_id``, the interceptor's
+    route), ``unlabelled`` saying why a series of the profile without those labels cannot be
+    read; and ``foreign``, names of the other Knative generation, which tell a wrong
+    ``knativeMetrics`` (``hint``) from no traffic."""
+
+    profile: profiles.Profile
+    only: tuple[tuple[str, str], ...] = ()
+    unlabelled: str = ""
+    foreign: frozenset[str] = frozenset()
+    hint: str = ""
+
+
+def _names(prof: profiles.Profile) -> frozenset[str]:
+    """Every sample name of ``prof``'s series, counters without ``_total``."""
+    names = {ctr.metric.removesuffix("_total") for ctr in prof.counters}
+    for h in prof.histograms:
+        names |= {f"{h.metric}_bucket", f"{h.metric}_sum", f"{h.metric}_count"}
+    if prof.concurrency is not None:
+        names.add(prof.concurrency)
+    return frozenset(names)
+
+
+def _reader(config: ScalerConfig) -> _Reader | SourceError:
+    """How ``config``'s function is read, or why it cannot be (for good)."""
+    prof = profiles.profile(config.profile, config.knative_metrics, ("binding", "pubsub"))
+    if config.profile == c.PROFILE_DAPR:
+        return _Reader(prof, (("app_id", c.dapr_app_id(*config.key)),))
+    if config.profile == c.PROFILE_KEDA_HTTP:
+        if config.route is None:
+            return SourceError(
+                "profile",
+                "the direct source reads keda-http from the shared interceptor, whose series "
+                "name the route only: set scalerMetadata.route to the function's "
+                "HTTPScaledObject name, or run the scaler with --source prometheus",
+                lasting=True,
+            )
+        route = (
+            (c.KEDA_HTTP_ROUTE_NAME_LABEL, config.route),
+            (c.KEDA_HTTP_ROUTE_NAMESPACE_LABEL, config.namespace),
+        )
+        return _Reader(prof, route, KEDA_HTTP_BEFORE_0_14)
+    if config.profile == c.PROFILE_KNATIVE:
+        other = c.KNATIVE_OPENCENSUS if prof is profiles.KNATIVE_OTEL else c.KNATIVE_OTEL
+        foreign = _names(profiles.profile(c.PROFILE_KNATIVE, other)) - _names(prof)
+        return _Reader(prof, foreign=foreign, hint=f"knativeMetrics: {other}")
+    return _Reader(prof)
+
+
+def _parse(body: str, reader: _Reader, at: float) -> _Counters:
+    """Sum the profile's series in one ``/metrics`` body (only the function's, on a shared
+    endpoint); :class:`MetricsError` when the body shows the profile cannot be read there.
 
     prometheus-client's parser names every counter sample ``*_total``, also where the
-    exporter wrote none (daprd's OpenCensus names), so counters match either way.
+    exporter wrote none (OpenCensus names: daprd, Knative <= 1.18), so counters match
+    either way.
     """
+    prof = reader.profile
     counters = {ctr.metric.removesuffix("_total") for ctr in prof.counters}
     histograms = {h.metric: h.scale for h in prof.histograms}
     in_flight = requests_total = seconds = 0.0
+    gauge = False
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            if app_id is not None and sample.labels.get("app_id") != app_id:
-                continue
             name = sample.name
+            base = name.removesuffix("_total")
+            if base in reader.foreign:
+                raise MetricsError(f"it serves {base}: set scalerMetadata.{reader.hint}")
+            histogram = name.rpartition("_")[0]
+            if not (
+                name == prof.concurrency
+                or base in counters
+                or (name.endswith(("_bucket", "_sum")) and histogram in histograms)
+            ):
+                continue
+            missing = [label for label, _ in reader.only if label not in sample.labels]
+            if missing:
+                raise MetricsError(f"{name} has no {missing[0]} label{reader.unlabelled}")
+            if any(sample.labels[label] != value for label, value in reader.only):
+                continue
             if name == prof.concurrency:
                 in_flight += sample.value
-            elif name.removesuffix("_total") in counters:
+                gauge = True
+            elif base in counters:
                 requests_total += sample.value
-            elif name.endswith("_bucket") and name.removesuffix("_bucket") in histograms:
-                le = float(sample.labels["le"]) / histograms[name.removesuffix("_bucket")]
+            elif name.endswith("_bucket"):
+                le = float(sample.labels["le"]) / histograms[histogram]
                 buckets[le] = buckets.get(le, 0.0) + sample.value
-            elif name.endswith("_sum") and name.removesuffix("_sum") in histograms:
-                seconds += sample.value / histograms[name.removesuffix("_sum")]
-    return _Counters(at, in_flight, requests_total, seconds, buckets)
+            else:
+                seconds += sample.value / histograms[histogram]
+    return _Counters(at, in_flight, requests_total, seconds, buckets, gauge)
 
 
 Scraped = tuple[float, str] | BaseException  # (time, body), or why it failed
@@ -506,22 +454,36 @@ class DirectSource:
     """Scrapes each function's endpoints and derives rates from consecutive scrapes, as
     Knative's autoscaler scrapes queue-proxies.
 
-    The native profile's concurrency is its in-flight gauge; Dapr's is the time spent in
-    events per second (Little's law on the latency histograms' ``_sum``), and its events
-    are the input-binding and pubsub-ingress counters, filtered to the function's
-    ``app_id``. Endpoints seen for the first time are scraped twice, ``warmup`` seconds
-    apart, when the profile needs a rate. Per function: endpoints that answer give the
-    signals, the others are counted as errors; when none answers the read failed (the
-    engine keeps the last good decision); with no endpoint at all no pod runs: no traffic.
-    Profiles this source cannot read (knative, keda-http) fail for good.
+    Concurrency is the profile's gauge where the endpoints serve it: the native in-flight
+    gauge, queue-proxy's queue depth, the interceptor's per-route concurrency. Where they
+    do not (Dapr has none; queue-proxy has no queue without a containerConcurrency) it is
+    the time spent in requests per second (Little's law on the latency histograms'
+    ``_sum``). On a shared endpoint only the function's series count: daprd's with its
+    ``app_id``, the interceptor's with its route (``scalerMetadata.route``; without it
+    ``keda-http`` fails for good). Endpoints seen for the first time are scraped twice,
+    ``warmup`` seconds apart, when the concurrency needs a rate. Per function: endpoints
+    that answer give the signals, the others (and those whose answer the profile cannot
+    read) are counted as errors; when none answers the read failed (the engine keeps the
+    last good decision); with no endpoint at all no pod runs: no traffic.
     """
 
     name = "direct"
 
     def __init__(
-        self, discovery: Discovery, *, timeout: float = 0.5, warmup: float = WARMUP_SECONDS
+        self,
+        discovery: Discovery,
+        *,
+        timeout: float = 0.5,
+        warmup: float = WARMUP_SECONDS,
+        profiles: Sequence[str] | None = None,
     ) -> None:
+        """``profiles``: those ``discovery`` finds targets for (default: every profile
+        with a ``--targets`` table, :data:`POD_DISCOVERY_PROFILES` otherwise)."""
         self.discovery = discovery
+        if profiles is None:
+            static = isinstance(discovery, StaticDiscovery)
+            profiles = DIRECT_PROFILES if static else POD_DISCOVERY_PROFILES
+        self.profiles = tuple(profiles)
         self.timeout = timeout
         self.warmup = warmup
         self.previous: dict[FunctionKey, dict[str, _Counters]] = {}
@@ -540,16 +502,24 @@ class DirectSource:
     async def fetch(self, functions: Sequence[ScalerConfig]) -> Reading:
         reading = Reading()
         readable = []
+        readers: dict[FunctionKey, _Reader] = {}
         for cfg in functions:
-            if cfg.profile in DIRECT_PROFILES:
-                readable.append(cfg)
-            else:
-                reading.failed[cfg.key] = SourceError(
+            how = (
+                _reader(cfg)
+                if cfg.profile in self.profiles
+                else SourceError(
                     "profile",
-                    f"the direct source cannot read the {cfg.profile} profile; run the "
-                    "scaler with --source prometheus",
+                    f"the direct source finds no {cfg.profile} targets through pod discovery "
+                    "yet: give them in a --targets file, or run the scaler with --source "
+                    "prometheus",
                     lasting=True,
                 )
+            )
+            if isinstance(how, SourceError):
+                reading.failed[cfg.key] = how
+            else:
+                readable.append(cfg)
+                readers[cfg.key] = how
         plan: dict[FunctionKey, tuple[ScalerConfig, Targets]] = {}
         for cfg, found in await asyncio.to_thread(self._discover, readable):
             if isinstance(found, Targets):
@@ -559,7 +529,10 @@ class DirectSource:
         scraped = await self._scrape_all(
             [(key, e) for key, (_, targets) in plan.items() for e in targets.endpoints]
         )
-        results = {key: self._read(cfg, targets, scraped) for key, (cfg, targets) in plan.items()}
+        results = {
+            key: self._read(cfg, readers[key], targets, scraped)
+            for key, (cfg, targets) in plan.items()
+        }
         again = [key for key, (signals, answered, _) in results.items() if not signals and answered]
         if again:  # first scrapes of a rate-only profile: a second one gives the rates
             await asyncio.sleep(self.warmup)
@@ -567,7 +540,8 @@ class DirectSource:
                 [(key, e) for key in again for e in plan[key][1].endpoints]
             )
             for key in again:
-                results[key] = self._read(*plan[key], scraped)
+                cfg, targets = plan[key]
+                results[key] = self._read(cfg, readers[key], targets, scraped)
         for key, (signals, _, errors) in results.items():
             endpoints = plan[key][1].endpoints
             if signals is not None:
@@ -617,21 +591,22 @@ class DirectSource:
     def _read(
         self,
         config: ScalerConfig,
+        reader: _Reader,
         targets: Targets,
         scraped: Mapping[tuple[FunctionKey, str], Scraped],
     ) -> tuple[Signals | None, int, list[tuple[str, BaseException]]]:
-        """The function's signals (``None`` when its profile needs a rate and no endpoint
-        has two scrapes yet), how many endpoints answered, and the ones that failed."""
+        """The function's signals (``None`` when its concurrency needs a rate and no
+        endpoint has two scrapes yet), how many endpoints answered, and the ones that
+        failed."""
         if not targets.endpoints:  # no pod runs (scaled to zero): no traffic
             return Signals(ready=targets.ready or 0), 0, []
-        prof = profiles.profile(config.profile, config.knative_metrics, ("binding", "pubsub"))
-        app_id = c.dapr_app_id(*config.key) if config.profile == c.PROFILE_DAPR else None
         before = self.previous.get(config.key, {})
         now: dict[str, _Counters] = {}
         errors: list[tuple[str, BaseException]] = []
         in_flight = rate = busy = 0.0
         deltas: dict[float, float] = {}
         compared = 0
+        gauge = False
         for endpoint in targets.endpoints:
             result = scraped[(config.key, endpoint)]
             if isinstance(result, BaseException):
@@ -639,9 +614,21 @@ class DirectSource:
                 if endpoint in before:  # compare across the gap next time
                     now[endpoint] = before[endpoint]
                 continue
-            current = _parse(result[1], prof, app_id, result[0])
+            try:
+                current = _parse(result[1], reader, result[0])
+            except (ValueError, KeyError) as exc:  # the parser's errors: not Prometheus text
+                why = (
+                    exc
+                    if isinstance(exc, MetricsError)
+                    else MetricsError(f"not Prometheus text ({type(exc).__name__}: {exc})")
+                )
+                errors.append((endpoint, why))
+                if endpoint in before:
+                    now[endpoint] = before[endpoint]
+                continue
             now[endpoint] = current
             in_flight += current.in_flight
+            gauge = gauge or current.gauge
             last = before.get(endpoint)
             if last is None or current.requests < last.requests or current.time <= last.time:
                 continue  # a new endpoint, or its process restarted
@@ -653,12 +640,11 @@ class DirectSource:
                 deltas[le] = deltas.get(le, 0.0) + count - last.buckets.get(le, 0.0)
         self.previous[config.key] = now
         answered = len(targets.endpoints) - len(errors)
-        gauge = prof.concurrency is not None
         if not answered or (not gauge and not compared):
             return None, answered, errors
         ready = targets.ready
-        if ready is None and config.profile == c.PROFILE_NATIVE:
-            ready = answered  # each pod that answers is a ready replica
+        if ready is None and config.profile in (c.PROFILE_NATIVE, c.PROFILE_KNATIVE):
+            ready = answered  # each pod (or its queue-proxy) that answers is a ready replica
         signals = Signals(
             concurrency=in_flight if gauge else busy,
             rate=rate,
@@ -670,6 +656,11 @@ class DirectSource:
 
 def _failures(errors: Sequence[tuple[str, BaseException]], total: int) -> str:
     endpoint, exc = errors[0]
+    if isinstance(exc, MetricsError):
+        return (
+            f"{len(errors)} of its {total} target(s) served no metrics it can read "
+            f"({endpoint}: {exc})"
+        )
     reason = getattr(exc, "reason", None) or exc
     return (
         f"{len(errors)} of its {total} target(s) did not answer "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -110,6 +110,19 @@ class ScalerMetrics:
             "Functions dropped after --forget-after without a question from KEDA.",
             registry=registry,
         )
+        self.watch_restarts = Counter(
+            _name(c.SCALER_WATCH_RESTARTS_TOTAL),
+            "Pod watches of the direct source started again, by resource and reason "
+            "(expired, gone: relisted, error).",
+            ("resource", "reason"),
+            registry=registry,
+        )
+        self.targets_file_errors = Counter(
+            _name(c.SCALER_TARGETS_FILE_ERRORS_TOTAL),
+            "Rewrites of the --targets file that could not be read or parsed (the last good "
+            "table is kept).",
+            registry=registry,
+        )
         self.loop_lag = Histogram(
             c.SCALER_EVENT_LOOP_LAG_SECONDS,
             "How much later than asked the serving event loop woke from a timed sleep.",
@@ -129,6 +142,16 @@ class ScalerMetrics:
             buckets=RPC_BUCKETS,
             registry=registry,
         )
+
+    def track_pod_watch(self, healthy: Callable[[], bool]) -> None:
+        """Publish whether pod discovery can answer (read at every scrape)."""
+        up = Gauge(
+            c.SCALER_POD_WATCH_UP,
+            "1 while every pod watch of the direct source has listed and none has failed "
+            "for longer than it may (then discovery refuses to answer).",
+            registry=self.registry,
+        )
+        up.set_function(lambda: 1.0 if healthy() else 0.0)
 
     def track(self, rows: Callable[[], Iterable[FunctionRow]]) -> None:
         """Publish the per-function gauges from ``rows``, read at every scrape."""

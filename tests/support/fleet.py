@@ -279,7 +279,7 @@ def kube_state_families(subjects: list[Subject], clock: Clock) -> list[Family]:
 
 
 def _scaler_server(clock: Clock) -> list[Family]:
-    """The scaler's gRPC server and source-read metrics."""
+    """The scaler's gRPC server, source-read, forgetting and event-loop metrics."""
     service = {"grpc_service": "externalscaler.ExternalScaler", "grpc_type": "unary"}
     handled = Family(c.GRPC_SERVER_HANDLED_TOTAL.removesuffix("_total"), "counter")
     handling = Family(c.GRPC_SERVER_HANDLING_SECONDS, "histogram")
@@ -289,4 +289,8 @@ def _scaler_server(clock: Clock) -> list[Family]:
         histogram(handling, labels, (0.001, 0.01, 0.1, 1), share_below, 1, clock)
     reads = Family(c.SCALER_SOURCE_DURATION_SECONDS, "histogram")
     histogram(reads, {"source": "prometheus"}, (0.01, 0.1, 1), share_below, 1, clock)
-    return [handled, handling, reads]
+    forgotten = Family(c.SCALER_FUNCTIONS_FORGOTTEN_TOTAL.removesuffix("_total"), "counter")
+    forgotten.add({}, clock.counter(0.5), "_total")
+    lag = Family(c.SCALER_EVENT_LOOP_LAG_SECONDS, "histogram")
+    histogram(lag, {}, (0.001, 0.01, 0.1, 1), share_below, 10, clock)
+    return [handled, handling, reads, forgotten, lag]

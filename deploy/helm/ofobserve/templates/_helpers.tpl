@@ -105,7 +105,7 @@ dashboard delivery as defaults, then controller.settings over them. */}}
 {{- end }}
 {{- end }}
 
-{{/* The direct source lists pods through the Kubernetes API; Prometheus needs no token. */}}
+{{/* The direct source lists and watches pods through the Kubernetes API; Prometheus needs no token. */}}
 {{/* Objects outside the release namespace (cluster-scoped, or in cert-manager's, KEDA's or
 the function namespaces): the release namespace is in the name, so that two releases of
 the same name in different namespaces never claim the same object. At most 52 characters,

@@ -1,10 +1,10 @@
-"""The Kubernetes API, as the controller uses it: JSON requests, server-side apply and
-watch streams through the ``kubernetes`` client's ``ApiClient``. Does I/O."""
+"""The Kubernetes API, as the controller and the scaler use it: JSON requests, server-side
+apply and watch streams through the ``kubernetes`` client's ``ApiClient``. Does I/O."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ofobserve.errors import ClusterUnavailable
@@ -32,9 +32,12 @@ class APIError(Exception):
         super().__init__(f"HTTP {status} {reason}: {message}" if message else f"HTTP {status}")
 
 
-def load_api_client(kubeconfig: str | None) -> Any:
+def load_api_client(
+    kubeconfig: str | None, hint: str = "give --kubeconfig or run inside a cluster"
+) -> Any:
     """An ``ApiClient`` from ``kubeconfig``, else ``$KUBECONFIG`` or ``~/.kube/config``,
-    else the pod's service account. :class:`ClusterUnavailable` with one line otherwise."""
+    else the pod's service account. :class:`ClusterUnavailable` with one line otherwise,
+    ending with ``hint`` (what the caller's user can do)."""
     import os
 
     import kubernetes
@@ -60,8 +63,7 @@ def load_api_client(kubeconfig: str | None) -> Any:
             config.load_incluster_config(client_configuration=configuration)
         except Exception:
             raise ClusterUnavailable(
-                f"no usable Kubernetes configuration: {_line(kube_error)}; "
-                "give --kubeconfig or run inside a cluster"
+                f"no usable Kubernetes configuration: {_line(kube_error)}; {hint}"
             ) from None
     return client.ApiClient(configuration)
 
@@ -153,10 +155,17 @@ class Kube:
                 return items, str(meta.get("resourceVersion") or "")
 
     def watch(
-        self, path: str, resource_version: str, timeout_seconds: int, **query: Any
+        self,
+        path: str,
+        resource_version: str,
+        timeout_seconds: int,
+        on_open: Callable[[Callable[[], None]], None] | None = None,
+        **query: Any,
     ) -> Iterator[dict[str, Any]]:
         """The events of a watch from ``resource_version``, with bookmarks, until the server
-        ends it (``timeout_seconds``) or the connection drops (an exception)."""
+        ends it (``timeout_seconds``) or the connection drops (an exception). ``on_open`` is
+        called once the server has accepted the watch (a 2xx answer), before any event, with
+        a function that ends the stream from another thread (the reader then raises)."""
         from kubernetes.watch import watch as kube_watch
 
         iter_resp_lines: Any = kube_watch.iter_resp_lines
@@ -170,6 +179,8 @@ class Kube:
         }
         response = self._send("GET", path, params, None, None, timeout_seconds + READ_TIMEOUT)
         raw = response.response
+        if on_open is not None:
+            on_open(getattr(raw, "shutdown", raw.close))
         try:
             for line in iter_resp_lines(raw):
                 if line:
