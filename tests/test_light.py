@@ -123,7 +123,11 @@ def test_the_extras_modules_are_pyprojects_extras() -> None:
         assert checked == listed(extra), extra
     assert "ofobserve[all]" in extras["test"]
     assert listed("all") == (
-        listed("render") | listed("scaler") | listed("otlp-http") | listed("simulate")
+        listed("render")
+        | listed("scaler")
+        | listed("otlp-http")
+        | listed("simulate")
+        | listed("demo")
     )
 
 

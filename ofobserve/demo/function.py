@@ -1,5 +1,5 @@
-"""The demo function: one replica, a real OS process. Light: ``ofobserve.instrument`` and
-the standard library only, as in a function image.
+"""The demo function: one replica, a real OS process (I/O: HTTP and a file). Light:
+``ofobserve.instrument`` and the standard library only, as in a function image.
 
     python -m ofobserve.demo.function HTTP_PORT METRICS_PORT CONTROL_FILE
 
